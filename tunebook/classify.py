@@ -274,7 +274,7 @@ def train_classifier(
         tmp = RunDir(tmp)
         args = TrainingArguments(output_dir=str(tmp.checkpoints), num_train_epochs=epochs, max_steps=max_steps or -1, learning_rate=lr,
                                  per_device_train_batch_size=batch_size, per_device_eval_batch_size=64, warmup_steps=0.1,
-                                 weight_decay=0.01, lr_scheduler_type='linear', logging_steps=5,
+                                 weight_decay=0.01, lr_scheduler_type='linear', logging_steps=min(5, max_steps or 5),
                                  eval_strategy='steps' if eval_every else 'epoch', eval_steps=eval_every,
                                  save_strategy='no', report_to='none', label_names=['labels'], seed=seed, data_seed=seed,
                                  use_cpu=device == 'cpu', dataloader_num_workers=0, disable_tqdm=True)
