@@ -276,3 +276,16 @@ def test_cli_invalid_input_exits_2_with_file_line(tmp_path):
 
 def test_load_prepared_refuses_other_folders(tmp_path):
     with pytest.raises(TunebookError, match='not a prepared data folder'): load_prepared(tmp_path)
+
+def test_token_sample_estimates_but_never_misses_a_long_row(tmp_path):
+    R = random.Random(2)
+    rows = [chat(f"Question {i}: {' '.join(R.choices(['alpha', 'beta', 'gamma', 'delta'], k=10))} {R.random()}?", f"Answer {i}.") for i in range(300)]
+    rows[123] = chat('Long one: ' + ' '.join(f'word{k}' for k in range(400)), 'ok')   # far above max_tokens=200
+    src = jl(tmp_path/'t.jsonl', rows)
+    full = prep(src, tmp_path/'full', max_tokens=200)
+    samp = prep(src, tmp_path/'samp', max_tokens=200, token_sample=100)
+    assert full['counts'] == samp['counts'] and samp['counts']['dropped']['too_long'] == 1
+    assert f"{src}:124" in samp['dropped_examples']['too_long']
+    assert samp['tokens']['sampled'] == 100 and 'counted' in samp['tokens']['train'] and 'counted' not in full['tokens']['train']
+    assert abs(samp['tokens']['train']['mean'] - full['tokens']['train']['mean']) < 0.1 * full['tokens']['train']['mean']
+    assert samp['hashes'] == full['hashes']
