@@ -222,3 +222,21 @@ def test_packed_equals_unpacked_cuda(packed_rows, dtype, tol):
     diff, packed_loss, unpacked_loss, _ = _isolation(model, feats, C())
     assert diff < tol, diff
     assert abs(packed_loss - unpacked_loss) < (1e-4 if dtype == torch.float32 else 2e-2)
+
+@pytest.mark.parametrize('name', FAMILIES)
+def test_training_prefix_equals_inference_prompt(tok, name):
+    from tunebook.format import tokenize_prompt
+    t = family(tok, name)
+    convo = CONVOS[2]
+    ex = tokenize_chat(convo, t)
+    for i, m in enumerate(convo):
+        if m['role'] != 'assistant': continue
+        p = tokenize_prompt(convo[:i], t)
+        assert ex['input_ids'][:len(p)] == p, (name, i)
+
+@pytest.mark.parametrize('name', FAMILIES)
+def test_offsets_split_trains_the_same_text(tok, name):
+    t = family(tok, name)
+    for convo in CONVOS[1:] if name != 'gemma' else CONVOS[2:]:
+        a, b = tokenize_chat(convo, t, split='segments'), tokenize_chat(convo, t, split='offsets')
+        assert trained_text(a, t) == trained_text(b, t)
