@@ -240,3 +240,12 @@ def test_offsets_split_trains_the_same_text(tok, name):
     for convo in CONVOS[1:] if name != 'gemma' else CONVOS[2:]:
         a, b = tokenize_chat(convo, t, split='segments'), tokenize_chat(convo, t, split='offsets')
         assert trained_text(a, t) == trained_text(b, t)
+
+def test_lint_checks_packed_rows_per_example(tok):
+    t = family(tok, 'llama3')   # BOS distinct from turn markers: a packed row holds several, one per example
+    ds, _ = tokenize_dataset(Dataset.from_list(ROWS[:30]), t, seq_len=70)
+    p = pack_examples(ds, 256, verbose=False)
+    s = lint_masks(p, t, seq_len=256)
+    assert s['examples'] == len(ds) and s['truncated'] == sum(ds['truncated']) > 0
+    bad = dict(p[0]); bad['labels'] = list(bad['input_ids'])
+    with pytest.raises(TunebookError, match=r'example 0 \(packed example 0 of the row\)'): lint_masks([bad], t)
