@@ -274,6 +274,15 @@ def test_cli_invalid_input_exits_2_with_file_line(tmp_path):
     rc, out, err = cli('prep', SAMPLE, '--out', tmp_path/'p', '--format', 'yaml')
     assert rc == 2 and '--format' in err
 
+def test_cli_columns(tmp_path):
+    rc, out, err = cli('prep', FX/'formats'/'reviews.csv', '--columns', 'text=review', 'label=stars', '--out', tmp_path/'o', '--val', 0, '--test', 0)
+    assert rc == 0, err
+    assert load_prepared(tmp_path/'o')[1]['labels'] == ['1', '3', '5']
+    rc, out, err = cli('prep', FX/'formats'/'reviews.csv', '--columns', 'text=review,label=stars', '--out', tmp_path/'p', '--val', 0, '--test', 0)
+    assert rc == 0, err
+    rc, out, err = cli('prep', FX/'formats'/'reviews.csv', '--columns', 'review', '--out', tmp_path/'q')
+    assert rc == 2 and 'FIELD=COLUMN' in err
+
 def test_load_prepared_refuses_other_folders(tmp_path):
     with pytest.raises(TunebookError, match='not a prepared data folder'): load_prepared(tmp_path)
 
