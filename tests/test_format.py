@@ -180,7 +180,8 @@ def test_packed_gradients_equal_unpacked(packed_rows):
 
 def test_packed_equals_unpacked_smollm2(packed_rows):
     model, tok = load_base(dtype=torch.float32, device='cpu')
-    feats = [packed_rows[i] for i in range(2)]
+    feats = [max(packed_rows, key=lambda r: len(r['seq_lens']))]
+    assert len(feats[0]['seq_lens']) >= 3
     diff, packed_loss, unpacked_loss, _ = _isolation(model, feats, PackedCollator(tok))
     assert diff < 1e-4, diff
     assert abs(packed_loss - unpacked_loss) < 1e-4
@@ -222,3 +223,30 @@ def test_packed_equals_unpacked_cuda(packed_rows, dtype, tol):
     diff, packed_loss, unpacked_loss, _ = _isolation(model, feats, C())
     assert diff < tol, diff
     assert abs(packed_loss - unpacked_loss) < (1e-4 if dtype == torch.float32 else 2e-2)
+
+@pytest.mark.parametrize('name', FAMILIES)
+def test_training_prefix_equals_inference_prompt(tok, name):
+    from tunebook.format import tokenize_prompt
+    t = family(tok, name)
+    convo = CONVOS[2]
+    ex = tokenize_chat(convo, t)
+    for i, m in enumerate(convo):
+        if m['role'] != 'assistant': continue
+        p = tokenize_prompt(convo[:i], t)
+        assert ex['input_ids'][:len(p)] == p, (name, i)
+
+@pytest.mark.parametrize('name', FAMILIES)
+def test_offsets_split_trains_the_same_text(tok, name):
+    t = family(tok, name)
+    for convo in CONVOS[1:] if name != 'gemma' else CONVOS[2:]:
+        a, b = tokenize_chat(convo, t, split='segments'), tokenize_chat(convo, t, split='offsets')
+        assert trained_text(a, t) == trained_text(b, t)
+
+def test_lint_checks_packed_rows_per_example(tok):
+    t = family(tok, 'llama3')   # BOS distinct from turn markers: a packed row holds several, one per example
+    ds, _ = tokenize_dataset(Dataset.from_list(ROWS[:30]), t, seq_len=70)
+    p = pack_examples(ds, 256, verbose=False)
+    s = lint_masks(p, t, seq_len=256)
+    assert s['examples'] == len(ds) and s['truncated'] == sum(ds['truncated']) > 0
+    bad = dict(p[0]); bad['labels'] = list(bad['input_ids'])
+    with pytest.raises(TunebookError, match=r'example 0 \(packed example 0 of the row\)'): lint_masks([bad], t)

@@ -123,3 +123,16 @@ def test_cli(setup, capsys):
     from tunebook.cli import main
     assert main(cmd[3:]) == 2
     assert 'finished run' in capsys.readouterr().err
+
+def test_planner_sanity(setup, reference):
+    from transformers import LlamaConfig
+    from tunebook.plan import estimate, recommend, model_shape, compare_estimate, trainable_params
+    sh = model_shape(str(setup/'tiny'))
+    s = read_json(reference/'summary.json')
+    assert trainable_params(sh, 'lora', r=16) == s['trainable_params']  # counted from shapes == what PEFT trained
+    e = estimate(str(setup/'tiny'), 'lora', seq_len=128, batch_size=2, device='cpu', shape=sh)
+    assert e['fits'] and e['tokens_per_s'] > 0
+    assert 0.05 < compare_estimate(e, s).loc['peak memory (GB)', 'measured_over_estimate'] < 20
+    big = LlamaConfig(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32, vocab_size=32000)
+    assert recommend(big, 'T4', seq_len=1024)['method'] == 'qlora' and recommend(big, 'H100-80GB', seq_len=1024)['method'] == 'lora'
+    assert estimate(big, 'full', device='A100-80GB')['fits'] is False
