@@ -660,18 +660,6 @@ def load_prepared(
     return load_from_disk(str(d/'dataset')), read_json(d/'report.json')
 
 # %% ../nbs/11_clean.ipynb #358db424
-def _parses_argv(f):
-    "Make a `call_parse` function parse `sys.argv` also when it is called with no arguments (as `tunebook.cli.main` calls it)."
-    @functools.wraps(f)
-    def _g(*args, **kwargs):
-        if args or kwargs: return f(*args, **kwargs)
-        argv = [re.sub(r'^--(?!no-)([a-z_-]+)', lambda m: '--' + m[1].replace('-', '_'), a) for a in sys.argv[1:]]  # --skip-invalid works too
-        ns = vars(anno_parser(f.__wrapped__, prog=sys.argv[0]).parse_args(argv))
-        ns.pop('pdb', None); ns.pop('xtra', None)
-        return f.__wrapped__(**ns)
-    return _g
-
-@_parses_argv
 @call_parse
 def prep_cli(
     inputs:Param("input files and/or folders of documents", nargs='+'),  # input files and/or folders of documents

@@ -439,20 +439,6 @@ def save_report(
     return rd.root
 
 # %% ../nbs/31_eval.ipynb #cee5c2b1
-def _parses_argv(f):
-    "Let a `call_parse` function parse `sys.argv` also when `tunebook.cli.main` calls it with no arguments (as in the other stages)."
-    import functools, re, sys
-    from fastcore.script import anno_parser
-    @functools.wraps(f)
-    def _g(*args, **kwargs):
-        if args or kwargs: return f(*args, **kwargs)
-        argv = [re.sub(r'^--(?!no-)([a-z_-]+)', lambda m: '--' + m[1].replace('-', '_'), a) for a in sys.argv[1:]]  # --compare-base works
-        ns = vars(anno_parser(f.__wrapped__, prog=sys.argv[0]).parse_args(argv))
-        ns.pop('pdb', None); ns.pop('xtra', None)
-        return f.__wrapped__(**ns)
-    return _g
-
-@_parses_argv
 @call_parse
 def eval_cli(
     model:str,                     # run folder, adapter or model folder, alias or Hub id
