@@ -4,8 +4,11 @@ same length-diverse data, same seq_len (512), LoRA r16 all-linear, measured side
 
     OMP_NUM_THREADS=1 python bench/bench_train.py [--steps 3] [--peer-steps 4] [--peer PATH]
 
-Prints one JSON object: real (non-pad) tokens/s of each configuration, the compute ceiling (fully packed 512-token rows,
-same LoRA model, same dtype), peak RSS of each process, and the ratios. Figures are only meaningful as ratios taken in one run.
+Prints one JSON object: real (non-pad) tokens per CPU-second of each configuration (the peer runs unchanged, through a
+wrapper whose `time.time` is the process CPU clock, so other jobs sharing the cores do not distort the ratios), the compute
+ceiling (fully packed 512-token rows, same LoRA model, same dtype), peak RSS of each process, the validation loss of each
+adapter evaluated identically in fp32, and the ratios. Figures are only meaningful as ratios taken in one run.
+Last result: bench/results_train_cpu.json (also tabulated in nbs/23_train.ipynb, "How fast, measured").
 """
 import argparse, json, os, random, subprocess, sys, tempfile, time
 from pathlib import Path
