@@ -136,3 +136,22 @@ def test_planner_sanity(setup, reference):
     big = LlamaConfig(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32, vocab_size=32000)
     assert recommend(big, 'T4', seq_len=1024)['method'] == 'qlora' and recommend(big, 'H100-80GB', seq_len=1024)['method'] == 'lora'
     assert estimate(big, 'full', device='A100-80GB')['fits'] is False
+
+def test_dora_grad_ckpt_early_stopping_keeps_best(setup):
+    "DoRA + gradient checkpointing train; with early stopping the saved adapter is the best-validation checkpoint's."
+    from tunebook.train import train
+    out = setup/'es'
+    s = train(setup/'data', out, model=str(setup/'tiny'), method='dora', grad_ckpt=True, max_steps=6, batch_size=2, seq_len=128,
+              lr=0.3, eval_every=1, early_stopping=2, keep_last=10, verbose=False, live_plot=False)
+    assert s['method'] == 'dora' and s['best_step'] is not None
+    best = s['restored_best_step'] or s['steps']
+    ck = load_file(str(out/'checkpoints'/f'checkpoint-{best}'/'adapter_model.safetensors'))
+    final = adapter(out)
+    for k in ck: assert torch.equal(ck[k], final[k]), k
+
+def test_resume_refuses_changed_settings(setup, reference):
+    from tunebook.train import train
+    out = setup/'changed'; shutil.copytree(reference, out)
+    for p in ('adapter', 'summary.json'): shutil.rmtree(out/p) if (out/p).is_dir() else (out/p).unlink()
+    kw = {**ARGS, 'lr': 5e-4, 'live_plot': False}
+    with pytest.raises(TunebookError, match='Cannot resume'): train(setup/'data', out, model=str(setup/'tiny'), resume=True, **kw)
