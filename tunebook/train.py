@@ -488,20 +488,6 @@ def _finish(trainer, cb, run:RunDir, tok, model, method, task, config, device, d
     return summary
 
 # %% ../nbs/23_train.ipynb #1a086eaa
-def _parses_argv(f):
-    "Let a `call_parse` function parse `sys.argv` also when `tunebook.cli.main` calls it with no arguments."
-    import functools, re
-    from fastcore.script import anno_parser
-    @functools.wraps(f)
-    def _g(*args, **kwargs):
-        if args or kwargs: return f(*args, **kwargs)
-        argv = [re.sub(r'^--(?!no-)([a-z_-]+)', lambda m: '--' + m[1].replace('-', '_'), a) for a in sys.argv[1:]]
-        ns = vars(anno_parser(f.__wrapped__, prog=sys.argv[0]).parse_args(argv))
-        ns.pop('pdb', None); ns.pop('xtra', None)
-        return f.__wrapped__(**ns)
-    return _g
-
-@_parses_argv
 @call_parse
 def train_cli(
     data_dir:str,                 # prepared data folder (from `tunebook prep`)
