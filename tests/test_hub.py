@@ -25,7 +25,7 @@ def test_card_metadata_and_sections(run):
     assert res['dataset']['type'] == 'ada/data'
     for h in ('Intended use', 'How to use it', 'Training data', 'Training configuration', 'Evaluation', 'Limitations'): assert f'## {h}' in card.text
     s = read_json(run.summary)
-    assert s['data_report']['split_hashes']['train'] in card.text
+    assert s['data_report']['hashes']['train'] in card.text
     assert f"| optimizer steps | {s['steps']} |" in card.text
     assert ModelCard(card.content).data.eval_results[0].metric_value == ev['metrics']['answer_loss']['tuned']
 
@@ -99,7 +99,9 @@ def _train_run(out:Path, env)->Path:
     data = Path(__file__).parents[1]/'data'/'sample_chat.jsonl'
     prep = _cli('prep', str(data), '--out', str(out.parent/'data'), env=env)
     assert prep.returncode == 0, prep.stderr[-2000:]
-    tr = _cli('train', str(out.parent/'data'), '--out', str(out), '--max_steps', '2', env=env)
+    from tunebook.export import _tiny_base
+    tr = _cli('train', str(out.parent/'data'), '--out', str(out), '--model', _tiny_base(), '--max_steps', '2', '--seq_len', '128',
+              '--batch_size', '2', '--eval_every', '1', env=env)
     assert tr.returncode == 0, tr.stderr[-2000:]
     return out
 
