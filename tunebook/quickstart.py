@@ -66,7 +66,8 @@ def write_sample_chat(path:str|Path)->Path:
 # %% ../nbs/91_quickstart.ipynb #64712e47
 def _sample_data(out:Path)->Path:
     "The repository's data/sample_chat.jsonl, or the same rows written into `out` for an installed package."
-    repo = Path(__file__).resolve().parent.parent/'data'/'sample_chat.jsonl'
+    import tunebook
+    repo = Path(tunebook.__file__).resolve().parent.parent/'data'/'sample_chat.jsonl'
     return repo if repo.exists() else write_sample_chat(out/'sample_chat.jsonl')
 
 # %% ../nbs/91_quickstart.ipynb #96c0d1e5
