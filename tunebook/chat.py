@@ -11,7 +11,6 @@ from fastcore.basics import patch
 from fastcore.script import call_parse
 from .core import TunebookError
 from .models import load_tuned
-from .export import parses_argv
 
 # %% auto #0
 __all__ = ['generate_batch', 'Chat', 'chat_cli']
@@ -83,7 +82,6 @@ def ask(self:Chat, message:str, user:str='default')->str: # the model's reply
     return self.ask_many({user: message})[user]
 
 # %% ../nbs/42_chat.ipynb #0193a072
-@parses_argv
 @call_parse
 def chat_cli(
     run_dir:str,                 # run folder, adapter folder or model folder to chat with

@@ -14,7 +14,7 @@ from .models import SMOLLM2, MINILM, DEFAULT_MODEL, load_base, load_tuned, resol
 
 # %% auto #0
 __all__ = ['DEMO_CHATS', 'DEMO_TEST', 'GENERIC_TEXT', 'HUB_IDS', 'DEFAULT_PROBES', 'TOLERANCES', 'demo_run', 'hub_id', 'probe',
-           'fidelity', 'check_fidelity', 'export', 'parses_argv', 'export_cli']
+           'fidelity', 'check_fidelity', 'export', 'export_cli']
 
 # %% ../nbs/40_export.ipynb #85cb4a98
 DEMO_CHATS = [ # (question, answer) pairs the demo run learns
@@ -265,22 +265,7 @@ def export(
         write_json(t/'fidelity.json', {**rep, 'merged': merged, 'dtype': str(dtype)[6:], 'base_model': hub_id(base) or Path(base).name})
     return Path(out)
 
-# %% ../nbs/40_export.ipynb #2d187b68
-def parses_argv(f):
-    "Let a `call_parse` command parse `sys.argv` also when `tunebook.cli.main` calls it with no arguments."
-    import functools, re, sys
-    from fastcore.script import anno_parser
-    @functools.wraps(f)
-    def _g(*args, **kwargs):
-        if args or kwargs: return f(*args, **kwargs)
-        argv = [re.sub(r'^--([a-z_-]+)', lambda m: '--' + m[1].replace('-', '_'), a) for a in sys.argv[1:]]
-        ns = vars(anno_parser(f.__wrapped__, prog=sys.argv[0]).parse_args(argv))
-        ns.pop('pdb', None); ns.pop('xtra', None)
-        return f.__wrapped__(**ns)
-    return _g
-
 # %% ../nbs/40_export.ipynb #94a05eef
-@parses_argv
 @call_parse
 def export_cli(
     run_dir:str,                  # run folder (or adapter folder) to export

@@ -9,7 +9,7 @@ from pathlib import Path
 from fastcore.script import call_parse, store_true
 from huggingface_hub import ModelCard, ModelCardData, EvalResult, HfApi
 from .core import TunebookError, RunDir, atomic_dir, write_text, read_json
-from .export import export, hub_id, demo_run, parses_argv
+from .export import export, hub_id, demo_run
 
 # %% auto #0
 __all__ = ['CARD_TEMPLATE', 'ADAPTER_FILES', 'MODEL_FILES', 'COMMON_FILES', 'usage_code', 'data_report', 'model_card',
@@ -312,7 +312,6 @@ def push(
     return info.commit_url
 
 # %% ../nbs/41_hub.ipynb #cbb48433
-@parses_argv
 @call_parse
 def push_cli(
     run_dir:str,              # run folder to publish
