@@ -75,7 +75,7 @@ def quickstart(
     out:str|Path='runs/quickstart', # folder for every artifact (must not hold a previous quickstart)
     model:str=DEFAULT_MODEL,        # base model: alias, Hub id or local folder
     data:str|Path|None=None,        # chat JSONL to fine-tune on; the course's sample data if None
-    epochs:float=2.0,               # passes over the training split
+    epochs:float=1.0,               # passes over the training split (~14 steps of 2,048 tokens on the sample data)
     max_steps:int|None=None,        # stop after this many optimizer steps (overrides `epochs`)
     seq_len:int=512,                # packed row length in tokens
     batch_size:int=4,               # rows per step: 4 x 512 = 2,048 tokens per optimizer step
@@ -121,7 +121,7 @@ def quickstart_cli(
     out:str='runs/quickstart', # folder for every artifact (must not exist or be empty)
     model:str=DEFAULT_MODEL,   # base model: alias, Hub id or local folder
     data:str=None,             # chat JSONL to fine-tune on (default: the course's sample data)
-    epochs:float=2.0,          # passes over the training split
+    epochs:float=1.0,          # passes over the training split
     max_steps:int=None,        # stop after this many optimizer steps (overrides --epochs)
     limit:int=None,            # evaluate on at most this many test examples
 ):
