@@ -8,7 +8,7 @@ import numpy as np, pytest
 from tunebook.core import TunebookError
 from tunebook.data import read_inputs, CATEGORIES, Problem
 from tunebook.clean import (prep, load_prepared, scrub_pii, near_duplicates, jaccard, shingles, normal_words, token_lengths,
-                            split_indices, leakage, clean_text, chunk_text, PII_PATTERNS)
+                            split_indices, leakage, clean_text, chunk_text, PII_PATTERNS, summary)
 from tunebook.models import load_tokenizer
 
 FX = Path(__file__).parent/'fixtures'/'data'
@@ -239,6 +239,10 @@ def test_classification_prep(tmp_path):
     assert dd['train'].features['label'].names == ['1', '3', '5'] and set(dd['test'].column_names) == {'text', 'label'}
     share = lambda s: np.bincount(dd[s]['label'], minlength=3) / len(dd[s])
     assert np.abs(share('train') - share('test')).max() < 0.05
+    bal = rep['class_balance']                                  # class balance per split, by label name, in the report
+    assert set(bal) == {'train', 'validation', 'test'} and all(sum(bal[k].values()) == len(dd[k]) for k in bal)
+    assert bal['train'] == {n: int(c) for n, c in zip(dd['train'].features['label'].names, np.bincount(dd['train']['label'], minlength=3)) if c}
+    assert 'classes (train): 1 ' in summary(rep)
 
 def test_docs_are_cleaned_and_chunked(tmp_path, tok):
     d = tmp_path/'docs'; d.mkdir()

@@ -632,6 +632,8 @@ def prep(
                               **{k: _stats(lens[v]) for k, v in sp.items()}) | (dict(sampled=len(count)) if count else {}),
                   hashes={k: split_hash(v) for k, v in cols.items()},
                   labels=feats['label'].names if task == 'classification' else None,
+                  class_balance={k: dict(Counter(feats['label'].names[rows['label'][i]] for i in v).most_common()) for k, v in sp.items()}
+                                if task == 'classification' else None,
                   settings=dict(format=format, columns=columns, val=val, test=test, seed=seed, pii=pii, dedup=dedup, skip_invalid=skip_invalid,
                                 clean=clean, lower=lower, contractions=contractions, near_threshold=near_threshold, ngram=ngram, num_perm=num_perm,
                                 min_tokens=min_tokens, max_tokens=max_tokens, chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap, token_sample=token_sample))
@@ -698,6 +700,7 @@ def summary(
     if any(c['dropped'].values()): lines.append('  dropped: ' + ', '.join(f"{k} {v}" for k, v in c['dropped'].items() if v))
     if rep.get('cleaning'): lines.append('  cleaned: ' + ', '.join(f"{k} {v}" for k, v in rep['cleaning'].items()))
     if rep.get('pii'): lines.append('  PII scrubbed: ' + ', '.join(f"{k} {v}" for k, v in rep['pii'].items()))
+    if rep.get('class_balance'): lines.append('  classes (train): ' + ', '.join(f"{k} {v}" for k, v in rep['class_balance']['train'].items()))
     lines.append(f"  leakage across splits: {rep['leakage']['exact']} exact, {rep['leakage']['near']} near")
     lines.append(f"  tokens ({tk['tokenizer']}): train mean {tk['train'].get('mean')}, p95 {tk['train'].get('p95')}, max {tk['train'].get('max')}")
     if 'timings_s' in rep: lines.append(f"  took {rep['timings_s']['total']} s")
