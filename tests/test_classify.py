@@ -38,6 +38,7 @@ def test_prepared_folder(data_dir):
     bal = class_balance(dd)
     assert set(bal) == {'train', 'validation', 'test'} and all(set(v) == set(labels) for v in bal.values())
     assert sum(sum(v.values()) for v in bal.values()) == 120
+    assert report['class_balance'] == bal                          # prep's report carries the same counts
 
 def test_not_a_classification_folder(tmp_path, data_dir):
     with pytest.raises(TunebookError, match='not a prepared data folder'): prepared_classification(tmp_path)
@@ -129,3 +130,16 @@ def test_cli_train_classification(tmp_path, tiny, data_dir, capsys):
     assert rc == 0, capsys.readouterr().err
     assert read_json(tmp_path/'run'/'summary.json')['task'] == 'classification'
     assert predict(tmp_path/'run', ['The kettle is sturdy.'])[0]['label'] in ('negative', 'neutral', 'positive')
+
+def test_cli_eval_routes_classifier_runs(tmp_path, tiny, data_dir, capsys):
+    "`tunebook eval RUN` on a classifier run scores it against the linear probe, into the run folder."
+    from tunebook.cli import main
+    assert main(['train', str(data_dir), '--out', str(tmp_path/'run'), '--model', str(tiny), '--max-steps', '2']) == 0
+    capsys.readouterr()
+    assert main(['eval', str(tmp_path/'run'), '--data', str(data_dir), '--limit', '3']) == 0
+    out = capsys.readouterr().out
+    rep = read_json(tmp_path/'run'/'eval.json')
+    assert rep['base_kind'].startswith('linear probe') and rep['n'] == len(prepared_classification(data_dir)[0]['test'])
+    assert 'accuracy' in out and '--limit is ignored' in out and (tmp_path/'run'/'eval.md').exists()
+    assert main(['eval', str(tmp_path/'run'), '--data', str(data_dir), '--out', str(tmp_path/'elsewhere')]) == 2
+    assert 'leave out --out' in capsys.readouterr().err

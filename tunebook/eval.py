@@ -17,9 +17,9 @@ from .metrics import load_metric, bleu_from_stats, per_class_prf, normalize_answ
 
 # %% auto #0
 __all__ = ['STATISTICS', 'GENERAL_TEXTS', 'TEXT_METRICS', 'load_split', 'check_schema', 'token_nll', 'perplexity',
-           'split_conversation', 'encode_prompt', 'stop_token_ids', 'generate', 'bootstrap', 'ci95', 'metric_entry',
-           'forgetting_check', 'text_scores', 'predict_labels', 'evaluate_model', 'base_model_of', 'load_for_eval',
-           'compare', 'report_table', 'plot_comparison', 'report_markdown', 'save_report', 'eval_cli']
+           'split_conversation', 'encode_prompt', 'stop_token_ids', 'greedy_decode', 'generate', 'bootstrap', 'ci95',
+           'metric_entry', 'forgetting_check', 'text_scores', 'predict_labels', 'evaluate_model', 'base_model_of',
+           'load_for_eval', 'compare', 'report_table', 'plot_comparison', 'report_markdown', 'save_report', 'eval_cli']
 
 # %% ../nbs/31_eval.ipynb #d3578fd5
 def load_split(
@@ -129,20 +129,51 @@ def stop_token_ids(tok)->list: # EOS and the chat template's end-of-turn token
     except TunebookError: pass
     return sorted(i for i in ids if i is not None)
 
+# %% ../nbs/31_eval.ipynb #3032aa8c
+@torch.no_grad()
+def greedy_decode(
+    model,                    # a decoder-only causal LM (a PEFT wrapper is fine)
+    ids:torch.Tensor,         # (batch, L) left-padded prompt ids
+    att:torch.Tensor,         # (batch, L) attention mask, 0 on the left padding
+    max_new_tokens:int,       # generation budget per row
+    stops:list,               # token ids that end a row (not included in its output)
+)->list:                      # one list of new token ids per row
+    "Greedy decoding with the KV cache that drops each row from the batch as soon as it finishes."
+    from transformers import DynamicCache
+    import inspect
+    inner = model.get_base_model() if hasattr(model, 'get_base_model') else model
+    keep1 = dict(logits_to_keep=1) if 'logits_to_keep' in inspect.signature(inner.forward).parameters else {}
+    cache, rows, out = DynamicCache(config=inner.config), torch.arange(ids.shape[0], device=ids.device), [[] for _ in range(ids.shape[0])]
+    pos = (att.long().cumsum(-1) - 1).masked_fill(att == 0, 1)  # as `generate` computes them: each prompt at its own positions
+    logits = model(input_ids=ids, attention_mask=att, position_ids=pos, past_key_values=cache, use_cache=True, **keep1).logits
+    stop_t = torch.tensor(stops, device=ids.device)
+    for step in range(max_new_tokens):
+        nxt = logits[:, -1].argmax(-1)
+        done = torch.isin(nxt, stop_t)
+        for r, t, d in zip(rows.tolist(), nxt.tolist(), done.tolist()):
+            if not d: out[r].append(t)
+        if step == max_new_tokens - 1 or bool(done.all()): break
+        if bool(done.any()):                     # finished rows leave the batch and the cache
+            keep = (~done).nonzero().squeeze(-1)
+            cache.batch_select_indices(keep); rows, att, pos, nxt = rows[keep], att[keep], pos[keep], nxt[keep]
+        att = torch.cat([att, att.new_ones(len(rows), 1)], -1); pos = pos[:, -1:] + 1
+        logits = model(input_ids=nxt[:, None], attention_mask=att, position_ids=pos, past_key_values=cache, use_cache=True).logits
+    return out
+
 # %% ../nbs/31_eval.ipynb #419b217e
 @torch.no_grad()
 def generate(
     model, tok,               # a causal LM and its tokenizer
     prompts:list,             # chat message lists (the conversation before the answer) or strings
     max_new_tokens:int=64,    # generation budget per prompt
-    batch_size:int=16,        # prompts per `model.generate` call (1 = the one-at-a-time loop)
+    batch_size:int=16,        # prompts decoded together (1 = the one-at-a-time loop)
     do_sample:bool=False,     # False: greedy (deterministic); True: sample
     temperature:float=0.7,    # sampling temperature (only with `do_sample`)
     top_p:float=0.9,          # nucleus sampling mass (only with `do_sample`)
     chat:bool=True,           # strings are user messages (True) or raw text to continue (False)
     seed:int=0,               # seeds sampling
 )->list:                      # one answer per prompt, special tokens removed
-    "Generate answers for many prompts in batches, with left padding and the KV cache."
+    "Generate answers for many prompts in batches: left padding, the KV cache, finished rows leave the batch (greedy)."
     from transformers import GenerationConfig
     enc = [encode_prompt(tok, p, chat) for p in prompts]
     order = np.argsort([-len(e) for e in enc], kind='stable')  # similar lengths together: less padding
@@ -159,9 +190,12 @@ def generate(
         ids, att = torch.full((len(idx), L), pad, dtype=torch.long), torch.zeros((len(idx), L), dtype=torch.long)
         for r, j in enumerate(idx):  # right-align every prompt: pads on the left
             ids[r, L-len(enc[j]):], att[r, L-len(enc[j]):] = torch.tensor(enc[j]), 1
-        gen = model.generate(input_ids=ids.to(dev), attention_mask=att.to(dev), generation_config=cfg)
+        if do_sample or getattr(model.config, 'is_encoder_decoder', False):
+            gen = model.generate(input_ids=ids.to(dev), attention_mask=att.to(dev), generation_config=cfg)
+            news = [gen[r, L:].tolist() for r in range(len(idx))]
+        else: news = greedy_decode(model, ids.to(dev), att.to(dev), max_new_tokens, stops)  # finished rows leave the batch
         for r, j in enumerate(idx):
-            new = gen[r, L:].tolist()
+            new = news[r]
             new = new[:next((k for k, t in enumerate(new) if t in stops), len(new))]
             out[j] = tok.decode(new, skip_special_tokens=True).strip()
     model.train(was_training)
@@ -456,6 +490,15 @@ def eval_cli(
     if data is None:
         data = read_json(p/'summary.json').get('data_dir') if (p/'summary.json').exists() else None
         if not data: raise TunebookError("Which data? Pass --data DATA_DIR (a folder written by `tunebook prep`).")
+    rep_json = Path(data)/'report.json'
+    if p.is_dir() and rep_json.exists() and read_json(rep_json).get('task') == 'classification' and RunDir(p).summary.exists():
+        from tunebook.classify import evaluate_classifier, _eval_md # a classifier run: its baseline is the linear probe
+        if limit: print(f"note: --limit is ignored for classification (scoring all of '{split}' takes seconds)")
+        if out is not None and Path(out).resolve() != p.resolve(): raise TunebookError(
+            f"A classification report is written into its run folder ({p}); leave out --out DIR.")
+        rep = evaluate_classifier(p, data, split=split, n_examples=n_examples)
+        print(_eval_md(rep)); print(f"\nreport: {p/'eval.md'}")
+        return
     base = None
     if compare_base:
         base = base_model_of(p) if p.is_dir() else None
