@@ -4,7 +4,8 @@ import pytest
 from tunebook.core import TunebookError
 from tunebook.models import tiny_causal_lm, complete
 from tunebook.export import demo_run
-from tunebook.chat import Chat, generate_batch
+from tunebook.chat import Chat
+from tunebook.eval import generate
 
 @pytest.fixture(scope='module')
 def lm(): return tiny_causal_lm(layers=1)
@@ -12,7 +13,7 @@ def lm(): return tiny_causal_lm(layers=1)
 def test_batched_equals_single(lm):
     model, tok = lm; side = tok.padding_side
     qs = ['hi', 'a much longer question about the weather in spring and autumn', 'two words']
-    batched = generate_batch(model, tok, [[{'role': 'user', 'content': q}] for q in qs], max_new_tokens=8)
+    batched = generate(model, tok, [[{'role': 'user', 'content': q}] for q in qs], max_new_tokens=8)
     assert batched == [complete(model, tok, q, max_new_tokens=8) for q in qs]
     assert tok.padding_side == side  # left padding only for the call
 

@@ -13,22 +13,10 @@ from .core import TunebookError
 from .models import load_tuned
 
 # %% auto #0
-__all__ = ['generate_batch', 'Chat', 'chat_cli']
+__all__ = ['Chat', 'chat_cli']
 
 # %% ../nbs/42_chat.ipynb #9a7859f8
-@torch.no_grad()
-def generate_batch(
-    model, tok,              # a causal LM and its tokenizer
-    conversations:list,      # one message list per request (`[{'role': ..., 'content': ...}, ...]`)
-    max_new_tokens:int=64,   # reply budget for each
-)->list:                     # one reply string per conversation
-    "Greedy replies for several conversations in one left-padded `generate` call."
-    texts = [tok.apply_chat_template(c, add_generation_prompt=True, tokenize=False) for c in conversations]
-    side, tok.padding_side = tok.padding_side, 'left'
-    try: enc = tok(texts, return_tensors='pt', padding=True, add_special_tokens=False).to(model.device)
-    finally: tok.padding_side = side
-    out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id)
-    return [tok.decode(o[enc['input_ids'].shape[1]:], skip_special_tokens=True).strip() for o in out]
+from .eval import generate
 
 # %% ../nbs/42_chat.ipynb #0c892a10
 class Chat:
@@ -72,7 +60,7 @@ def prompt(self:Chat, user:str, message:str)->list: # the messages to send: syst
 def ask_many(self:Chat, requests:dict)->dict: # {user: reply}
     "Answer several users' messages `{user: message}` in one batched `generate` call, remembering each conversation."
     prompts = {u: self.prompt(u, m) for u, m in requests.items()}
-    replies = dict(zip(prompts, generate_batch(self.model, self.tok, list(prompts.values()), self.max_new_tokens)))
+    replies = dict(zip(prompts, generate(self.model, self.tok, list(prompts.values()), self.max_new_tokens, batch_size=len(prompts))))
     for u, r in replies.items(): self.histories[u] += [{'role': 'user', 'content': requests[u]}, {'role': 'assistant', 'content': r}]
     return replies
 
