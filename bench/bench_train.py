@@ -2,12 +2,15 @@
 (/work/shared/bench/peer_baseline.py: Trainer + PEFT LoRA, per-batch padding, fp32), same model (bundled SmolLM2-135M),
 same length-diverse data, same seq_len (512), LoRA r16 all-linear, measured side by side in one run.
 
-    OMP_NUM_THREADS=1 python bench/bench_train.py [--steps 3] [--peer-steps 4] [--peer PATH]
+    python bench/bench_train.py [--epochs 1] [--peer PATH] [--json FILE]     # on an idle machine: ~13 min on 2 cores
 
-Prints one JSON object: real (non-pad) tokens per CPU-second of each configuration (the peer runs unchanged, through a
-wrapper whose `time.time` is the process CPU clock, so other jobs sharing the cores do not distort the ratios), the compute
-ceiling (fully packed 512-token rows, same LoRA model, same dtype), peak RSS of each process, the validation loss of each
-adapter evaluated identically in fp32, and the ratios. Figures are only meaningful as ratios taken in one run.
+Every configuration trains one full epoch over the same 96 examples, so each sees the same real tokens. Speed is real
+(non-pad) tokens per wall-clock second in the steady state: the first optimizer step (one-time warm-up) is excluded, for
+the peer exactly as its own script does, for ours from the per-step wall clock in metrics.jsonl, for the ceiling by a
+warm-up step. The compute ceiling is fully packed 4x512 rows (no padding, no masks) through the same LoRA model in the
+same dtype. Quality: after the epoch, every adapter, the peer's included (the peer runs unchanged; a wrapper saves its
+adapter when it returns), is scored identically: fp32 weights, loss on the validation answers' tokens. Peak RSS of each
+process is polled from outside. Figures are only meaningful as ratios taken in one run; the load average is printed.
 Last result: bench/results_train_cpu.json (also tabulated in nbs/23_train.ipynb, "How fast, measured").
 """
 import argparse, json, os, random, subprocess, sys, tempfile, time
@@ -56,17 +59,20 @@ def run(cmd:list, timeout:int=1800)->tuple:
     if p.returncode: raise SystemExit(f"{cmd} failed:\n{out[-3000:]}")
     return out, round(peak/2**20)
 
-PEER_CPU = """import runpy, sys, time
-time.time = time.process_time  # the peer's own timer now counts its CPU seconds (fair when the machine is shared)
-sys.argv = sys.argv[1:]
-runpy.run_path(sys.argv[0], run_name='__main__')
+PEER = """import runpy, sys
+out, sys.argv = sys.argv[1], sys.argv[2:]
+g = runpy.run_path(sys.argv[0], run_name='__main__')  # the peer's script, unchanged
+g['model'].save_pretrained(out)                       # its adapter, to score it like ours
 """
 OURS = """import json, sys, torch
 from tunebook.train import train
 kw = json.loads(sys.argv[3])
 s = train(sys.argv[1], sys.argv[2], r=16, targets='all-linear', dropout=0.0, eval_every=None, save_every=10**6, live_plot=False,
           verbose=False, warmup=0, **kw)
-print('RESULT', json.dumps({k: s[k] for k in ('tokens_per_s', 'tokens_per_cpu_s', 'real_tokens', 'train_time_s', 'train_loss', 'steps', 'dtype')}))
+recs = [r for r in map(json.loads, open(sys.argv[2] + '/metrics.jsonl')) if 'loss' in r]
+a, b = recs[0], recs[-1]  # steady state: from the end of step 1 to the end of the last step, wall clock
+s['steady_tokens_per_s'] = round((b['real_tokens'] - a['real_tokens']) / (b['wall'] - a['wall']), 1)
+print('RESULT', json.dumps({k: s[k] for k in ('steady_tokens_per_s', 'tokens_per_s', 'real_tokens', 'train_time_s', 'train_loss', 'steps', 'dtype')}))
 """
 CEILING = """import json, sys, time, torch
 from tunebook.models import load_base
@@ -103,43 +109,50 @@ def result(out:str)->dict: return json.loads([l for l in out.splitlines() if l.s
 
 if __name__ == '__main__':
     ap = argparse.ArgumentParser()
-    ap.add_argument('--steps', type=int, default=3); ap.add_argument('--peer-steps', type=int, default=4)
-    ap.add_argument('--peer', default='/work/shared/bench/peer_baseline.py')
+    ap.add_argument('--epochs', type=float, default=1.0); ap.add_argument('--ceiling-steps', type=int, default=4)
+    ap.add_argument('--peer', default='/work/shared/bench/peer_baseline.py'); ap.add_argument('--json', default=None)
     a = ap.parse_args()
     from tunebook.models import smollm2_dir
     w = Path(tempfile.mkdtemp(prefix='bench_train_')); alpaca, data = make_data(w)
-    import shutil; shutil.copytree(ROOT/'tunebook', w/'pkg'/'tunebook') # a frozen copy: editing the tree mid-run changes nothing
+    n_rows = len(json.loads(alpaca.read_text()))
+    import shutil, math; shutil.copytree(ROOT/'tunebook', w/'pkg'/'tunebook') # a frozen copy: editing the tree mid-run changes nothing
     ENV['PYTHONPATH'] = str(w/'pkg') + os.pathsep + ENV['PYTHONPATH']
-    (w/'ours.py').write_text(OURS); (w/'ceiling.py').write_text(CEILING)
-    res = {}
-    (w/'peer_cpu.py').write_text(PEER_CPU)
-    out, rss = run([sys.executable, str(w/'peer_cpu.py'), a.peer, str(smollm2_dir()), str(alpaca), str(a.peer_steps), '8', '512'])
+    (w/'ours.py').write_text(OURS); (w/'ceiling.py').write_text(CEILING); (w/'peer.py').write_text(PEER)
+    res, load = {}, [os.getloadavg()[0]]
+    peer_steps = math.ceil(a.epochs * n_rows / 8)
+    out, rss = run([sys.executable, str(w/'peer.py'), str(w/'peer_adapter'), a.peer, str(smollm2_dir()), str(alpaca), str(peer_steps), '8', '512'])
     peer = json.loads([l for l in out.splitlines() if l.startswith('{"peer"')][-1])
-    res['peer'] = dict(peer, tokens_per_cpu_s=peer.pop('real_tok_per_s'), cpu_seconds=peer.pop('seconds'), peak_rss_mb=rss)
+    res['peer'] = dict(peer, steady_tokens_per_s=peer.pop('real_tok_per_s'), steps=peer_steps, peak_rss_mb=rss,
+                       val_loss_fp32=val_loss_fp32(w/'peer_adapter', data))
+    load.append(os.getloadavg()[0])
     for name, kw in [('ours_packed_bf16', dict(packing=True, dtype='bf16')), ('ours_packed_fp32', dict(packing=True, dtype='fp32')),
                      ('ours_padded_fp32', dict(packing=False, dtype='fp32'))]:
         out, rss = run([sys.executable, str(w/'ours.py'), str(data), str(w/name),
-                        json.dumps(dict(kw, max_steps=a.steps, batch_size=4, seq_len=512))])
-        res[name] = dict(result(out), peak_rss_mb=rss, val_loss_fp32=val_loss_fp32(w/name, data))
+                        json.dumps(dict(kw, epochs=a.epochs, batch_size=4, seq_len=512, lr=2e-4))])
+        res[name] = dict(result(out), peak_rss_mb=rss, val_loss_fp32=val_loss_fp32(w/name, data)); load.append(os.getloadavg()[0])
     base_val = val_loss_fp32(smollm2_dir(), data)
     for dt in ('fp32', 'bf16'):
-        out, rss = run([sys.executable, str(w/'ceiling.py'), dt, str(max(1, a.steps - 1)), '4'])
-        res[f'ceiling_{dt}'] = dict(result(out), peak_rss_mb=rss)
-    P, B, F, D = res['peer']['tokens_per_cpu_s'], res['ours_packed_bf16'], res['ours_packed_fp32'], res['ours_padded_fp32']
+        out, rss = run([sys.executable, str(w/'ceiling.py'), dt, str(a.ceiling_steps), '4'])
+        res[f'ceiling_{dt}'] = dict(result(out), peak_rss_mb=rss); load.append(os.getloadavg()[0])
+    P, B, F, D = res['peer']['steady_tokens_per_s'], res['ours_packed_bf16'], res['ours_packed_fp32'], res['ours_padded_fp32']
+    CB, CF = res['ceiling_bf16']['tokens_per_s'], res['ceiling_fp32']['tokens_per_s']
     r = lambda a, b: round(a/b, 2)
-    res['ratios_per_cpu_second'] = dict( # tokens per CPU-second: robust to other processes sharing the cores
-        ours_bf16_packed_vs_peer=r(B['tokens_per_cpu_s'], P),
-        ours_bf16_packed_pct_of_bf16_ceiling=round(100*B['tokens_per_cpu_s']/res['ceiling_bf16']['tokens_per_cpu_s'], 1),
-        ours_fp32_packed_vs_peer=r(F['tokens_per_cpu_s'], P),
-        ours_fp32_packed_pct_of_fp32_ceiling=round(100*F['tokens_per_cpu_s']/res['ceiling_fp32']['tokens_per_cpu_s'], 1),
-        ours_fp32_padded_vs_peer=r(D['tokens_per_cpu_s'], P),
-        packing_gain_fp32=r(F['tokens_per_cpu_s'], D['tokens_per_cpu_s']),
-        bf16_gain_packed=r(B['tokens_per_cpu_s'], F['tokens_per_cpu_s']),
-        ceiling_bf16_vs_fp32=r(res['ceiling_bf16']['tokens_per_cpu_s'], res['ceiling_fp32']['tokens_per_cpu_s']))
+    res['ratios'] = dict( # steady-state real tokens per wall-clock second, all measured in this run
+        ours_bf16_packed_vs_peer=r(B['steady_tokens_per_s'], P),
+        ours_bf16_packed_pct_of_bf16_ceiling=round(100*B['steady_tokens_per_s']/CB, 1),
+        ours_fp32_packed_vs_peer=r(F['steady_tokens_per_s'], P),
+        ours_fp32_packed_pct_of_fp32_ceiling=round(100*F['steady_tokens_per_s']/CF, 1),
+        ours_fp32_padded_vs_peer=r(D['steady_tokens_per_s'], P),
+        packing_gain_fp32=r(F['steady_tokens_per_s'], D['steady_tokens_per_s']),
+        bf16_gain_packed=r(B['steady_tokens_per_s'], F['steady_tokens_per_s']),
+        ceiling_bf16_vs_fp32=r(CB, CF))
     res['memory'] = dict(peak_rss_mb_peer=res['peer']['peak_rss_mb'], peak_rss_mb_ours_bf16=B['peak_rss_mb'],
-                         peak_rss_mb_ours_fp32=F['peak_rss_mb'], ours_bf16_over_peer=r(B['peak_rss_mb'], res['peer']['peak_rss_mb']))
-    res['quality'] = dict( # same examples, same order, same real tokens: only the frozen weights' dtype differs
-        val_loss_fp32_eval_ours_bf16=B['val_loss_fp32'], val_loss_fp32_eval_ours_fp32=F['val_loss_fp32'],
-        val_loss_fp32_eval_ours_padded_fp32=D['val_loss_fp32'], val_loss_base_model=base_val)
-    res['machine'] = dict(cpus=os.cpu_count(), load_avg=os.getloadavg(), omp_threads=os.environ.get('OMP_NUM_THREADS'))
+                         peak_rss_mb_ours_fp32=F['peak_rss_mb'], ours_bf16_over_peer=r(B['peak_rss_mb'], res['peer']['peak_rss_mb']),
+                         ours_fp32_over_peer=r(F['peak_rss_mb'], res['peer']['peak_rss_mb']))
+    res['quality'] = dict( # validation answers' loss (fp32) after one epoch over the same examples: the same real tokens for everyone
+        examples_seen=dict(peer=peer_steps*8, ours=n_rows*a.epochs),
+        val_loss_base_model=base_val, val_loss_peer=res['peer']['val_loss_fp32'], val_loss_ours_bf16=B['val_loss_fp32'],
+        val_loss_ours_fp32=F['val_loss_fp32'], val_loss_ours_padded_fp32=D['val_loss_fp32'])
+    res['machine'] = dict(cpus=os.cpu_count(), load_avg_after_each=[round(x, 2) for x in load], omp_threads=os.environ.get('OMP_NUM_THREADS'))
     print(json.dumps(res, indent=1))
+    if a.json: Path(a.json).write_text(json.dumps(res, indent=1) + '\n')

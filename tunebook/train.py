@@ -212,7 +212,7 @@ class RunCallback(TrainerCallback):
         self.tr, self.path, self.patience, self.live = trainer, Path(metrics_path), patience, live
         self.st = trainer.tb_state
         self.st.update(train_time=0.0, best_val=None, best_step=None, bad_evals=0)
-        self._t, self.best = None, None
+        self._t, self.best, self._t0 = None, None, time.perf_counter()
 
     @staticmethod
     def _small(model)->bool: return sum(p.numel() for p in model.parameters() if p.requires_grad) < 0.2*sum(p.numel() for p in model.parameters())
@@ -238,6 +238,7 @@ class RunCallback(TrainerCallback):
         keep = [r for r in read_metrics(self.path) if r.get('step', 0) <= step]
         with open(self.path, 'w') as f: f.writelines(json.dumps(r) + '\n' for r in keep)
 
+    def on_train_begin(self, args, state, control, **kw): self._t0 = time.perf_counter()
     def on_step_begin(self, args, state, control, **kw): self._t, self._c = time.perf_counter(), time.process_time()
     def on_step_end(self, args, state, control, **kw):
         if self._t is None: return
@@ -251,6 +252,7 @@ class RunCallback(TrainerCallback):
 
     def on_log(self, args, state, control, logs=None, **kw):
         rec = dict(step=state.global_step, epoch=round(state.epoch or 0, 4), time=round(self.st['train_time'], 3),
+                   wall=round(time.perf_counter() - self._t0, 3), # wall clock since this process began training, all overheads included
                    real_tokens=self.tr.real_tokens, **{k: v for k, v in (logs or {}).items() if k != 'epoch'})
         if 'loss' in rec: rec['tokens_per_s'] = round(self.tr.real_tokens / max(self.st['train_time'], 1e-9), 1)
         with open(self.path, 'a') as f: f.write(json.dumps(rec) + '\n'); f.flush()
