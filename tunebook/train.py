@@ -8,7 +8,7 @@ import os, sys, json, math, time, shutil, hashlib, resource, tempfile, warnings,
 from pathlib import Path
 import torch
 from fastcore.script import call_parse
-from transformers import Trainer, TrainingArguments, TrainerCallback
+from transformers import Trainer, TrainingArguments, TrainerCallback, PrinterCallback
 from .core import (TunebookError, RunDir, atomic_dir, write_json, read_json, fsync_tree, _fsync_dir,
                            default_device, default_dtype, seed_everything)
 from .models import DEFAULT_MODEL
@@ -208,8 +208,8 @@ def read_metrics(path:Path)->list[dict]: # the logged records, skipping a line t
 
 class RunCallback(TrainerCallback):
     "metrics.jsonl, step timing, real tokens/s, early stopping on validation loss, and a gradient NaN guard."
-    def __init__(self, trainer:TunebookTrainer, metrics_path:Path, patience:int|None=None, live=None):
-        self.tr, self.path, self.patience, self.live = trainer, Path(metrics_path), patience, live
+    def __init__(self, trainer:TunebookTrainer, metrics_path:Path, patience:int|None=None, live=None, progress:bool=False):
+        self.tr, self.path, self.patience, self.live, self.progress, self.bar = trainer, Path(metrics_path), patience, live, progress, None
         self.st = trainer.tb_state
         self.st.update(train_time=0.0, best_val=None, best_step=None, bad_evals=0)
         self._t, self.best, self._t0 = None, None, time.perf_counter()
@@ -238,12 +238,19 @@ class RunCallback(TrainerCallback):
         keep = [r for r in read_metrics(self.path) if r.get('step', 0) <= step]
         with open(self.path, 'w') as f: f.writelines(json.dumps(r) + '\n' for r in keep)
 
-    def on_train_begin(self, args, state, control, **kw): self._t0 = time.perf_counter()
+    def on_train_begin(self, args, state, control, **kw):
+        self._t0 = time.perf_counter()
+        if self.progress: # one progress bar (step, loss, validation loss, real tokens/s) instead of the Trainer's raw log dicts
+            from tqdm.auto import tqdm
+            self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc='training', unit='step', dynamic_ncols=True)
+    def on_train_end(self, args, state, control, **kw):
+        if self.bar is not None: self.bar.close(); self.bar = None
     def on_step_begin(self, args, state, control, **kw): self._t, self._c = time.perf_counter(), time.process_time()
     def on_step_end(self, args, state, control, **kw):
         if self._t is None: return
         self.st['train_time'] += time.perf_counter() - self._t
         self.st['train_cpu'] = self.st.get('train_cpu', 0.0) + time.process_time() - self._c # CPU seconds: fair on a shared machine
+        if self.bar is not None: self.bar.update(state.global_step - self.bar.n)
 
     def on_pre_optimizer_step(self, args, state, control, model=None, **kw):
         grads = [p.grad for p in model.parameters() if p.requires_grad and p.grad is not None]
@@ -257,6 +264,9 @@ class RunCallback(TrainerCallback):
         if 'loss' in rec: rec['tokens_per_s'] = round(self.tr.real_tokens / max(self.st['train_time'], 1e-9), 1)
         with open(self.path, 'a') as f: f.write(json.dumps(rec) + '\n'); f.flush()
         if self.live: self.live(self.path)
+        if self.bar is not None and ('loss' in rec or 'eval_loss' in rec):
+            self._post = getattr(self, '_post', {}) | {k: f"{rec[k]:.4g}" for k in ('loss', 'eval_loss', 'tokens_per_s') if k in rec}
+            self.bar.set_postfix(self._post, refresh=True)
 
     def on_evaluate(self, args, state, control, metrics=None, **kw):
         v = (metrics or {}).get('eval_loss')
@@ -407,7 +417,8 @@ def train(
                             save_every=save_every, keep_last=keep_last, seed=seed, warmup=warmup, schedule=schedule,
                             grad_clip=grad_clip, weight_decay=weight_decay)
     live = LivePlot() if (live_plot if live_plot is not None else _in_notebook()) else None
-    cb = RunCallback(trainer, run.metrics, patience=early_stopping, live=live); trainer.add_callback(cb)
+    cb = RunCallback(trainer, run.metrics, patience=early_stopping, live=live, progress=verbose); trainer.add_callback(cb)
+    trainer.remove_callback(PrinterCallback) # the bar shows the figures; metrics.jsonl keeps them all
     cb.st['config'] = config
     ck = latest_checkpoint(run.checkpoints, verbose=verbose) if resume else None
     if resume and verbose: print(f"resuming from {ck}" if ck else "no complete checkpoint to resume from: starting from step 0")
@@ -464,7 +475,10 @@ def _finish(trainer, cb, run:RunDir, tok, model, method, task, config, device, d
     with atomic_dir(run.model if full else run.adapter, overwrite=True) as tmp:
         if not full:
             for c in net.peft_config.values(): c.base_model_name_or_path = str(model) # the name the user gave, never a cache path
-        net.save_pretrained(tmp); tok.save_pretrained(tmp)
+        with warnings.catch_warnings(): # PEFT looks the name up to see if the vocabulary changed; an alias is ours, not a Hub id
+            warnings.filterwarnings('ignore', message='Could not find a config file')
+            net.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
     recs = read_metrics(run.metrics)
     train_losses = [r['loss'] for r in recs if 'loss' in r]
     val_losses = [r['eval_loss'] for r in recs if 'eval_loss' in r]
