@@ -13,12 +13,12 @@ from transformers import Trainer, TrainingArguments, DataCollatorWithPadding, Tr
 from .core import (TunebookError, RunDir, seed_everything, write_json, write_text, read_json, atomic_dir,
                            default_device, default_dtype)
 from .models import MINILM, load_base, load_tokenizer, tiny_encoder, model_summary
-from .clean import prep, load_prepared
+from .clean import prep, load_prepared, class_balance # rows per label per split (also in the prep report)
 from .metrics import per_class_prf
 from .methods import METHODS, method_config
 
 # %% auto #0
-__all__ = ['prepared_classification', 'class_balance', 'load_classifier', 'predict', 'confusion_matrix', 'classification_metrics',
+__all__ = ['prepared_classification', 'load_classifier', 'predict', 'confusion_matrix', 'classification_metrics',
            'plot_confusion', 'head_module', 'head_inputs', 'linear_probe', 'class_weights', 'oversample_classes',
            'head_modules', 'classifier_peft_config', 'train_classifier', 'load_classifier_run', 'evaluate_classifier']
 
@@ -38,13 +38,6 @@ def prepared_classification(
             raise TunebookError(f"{data_dir}/dataset['{split}'] needs a `text` column and a `label` ClassLabel column; "
                                 f"it has {dict(dd[split].features)}.")
     return dd, report, dd['train'].features['label'].names
-
-def class_balance(
-    dd:DatasetDict,    # splits with a `label` ClassLabel column
-)->dict:               # split -> {label name: count}
-    "How many rows of each label every split holds."
-    return {k: dict(zip(d.features['label'].names, np.bincount(d['label'], minlength=d.features['label'].num_classes).tolist()))
-            for k, d in dd.items()}
 
 # %% ../nbs/50_classify.ipynb #ab960f65
 def load_classifier(

@@ -20,7 +20,7 @@ from .data import read_inputs, format_problems, to_dataset, FORMATS
 __all__ = ['CONTRACTIONS', 'PII_PATTERNS', 'DROP_REASONS', 'looks_like_html', 'strip_html', 'clean_text', 'luhn_ok', 'iban_ok',
            'scrub_pii', 'dedup_text', 'normal_words', 'exact_keys', 'shingle_hashes', 'shingles', 'minhash_signatures',
            'lsh_bands', 'jaccard', 'near_duplicates', 'chunk_text', 'token_lengths', 'split_indices', 'leakage',
-           'split_hash', 'plot_lengths', 'prep', 'load_prepared', 'prep_cli', 'summary']
+           'split_hash', 'plot_lengths', 'prep', 'class_balance', 'load_prepared', 'prep_cli', 'summary']
 
 # %% ../nbs/11_clean.ipynb #93930344
 _TAG = re.compile(r'</?(?:html|head|body|div|p|br|span|a|b|i|em|strong|u|ul|ol|li|h[1-6]|table|thead|tbody|tr|td|th|img|pre|code|'
@@ -632,8 +632,7 @@ def prep(
                               **{k: _stats(lens[v]) for k, v in sp.items()}) | (dict(sampled=len(count)) if count else {}),
                   hashes={k: split_hash(v) for k, v in cols.items()},
                   labels=feats['label'].names if task == 'classification' else None,
-                  class_balance={k: dict(Counter(feats['label'].names[rows['label'][i]] for i in v).most_common()) for k, v in sp.items()}
-                                if task == 'classification' else None,
+                  class_balance=class_balance(saved) if task == 'classification' else None,
                   settings=dict(format=format, columns=columns, val=val, test=test, seed=seed, pii=pii, dedup=dedup, skip_invalid=skip_invalid,
                                 clean=clean, lower=lower, contractions=contractions, near_threshold=near_threshold, ngram=ngram, num_perm=num_perm,
                                 min_tokens=min_tokens, max_tokens=max_tokens, chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap, token_sample=token_sample))
@@ -651,6 +650,13 @@ def prep(
     return report
 
 # %% ../nbs/11_clean.ipynb #9fc58b7a
+def class_balance(
+    dd:DatasetDict,    # splits with a `label` ClassLabel column
+)->dict:               # split -> {label name: count}
+    "How many rows of each label every split holds."
+    return {k: dict(zip(d.features['label'].names, np.bincount(d['label'], minlength=d.features['label'].num_classes).tolist()))
+            for k, d in dd.items()}
+
 def load_prepared(
     data_dir:str|Path,  # a folder written by `prep` / `tunebook prep`
 )->tuple:               # (DatasetDict with train/validation/test, report dict)
