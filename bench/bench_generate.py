@@ -14,7 +14,7 @@ import torch
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--model', default='smollm2-135m-instruct')
-    ap.add_argument('--data', default=str(Path(__file__).resolve().parents[1]/'data'/'sample_chat.jsonl'))
+    ap.add_argument('--data', default=str(Path(__file__).resolve().parents[1]/'tunebook'/'samples'/'sample_chat.jsonl'))
     ap.add_argument('--n', type=int, default=64)
     ap.add_argument('--batch-size', type=int, default=32)
     ap.add_argument('--max-new-tokens', type=int, default=48)

@@ -7,10 +7,11 @@ and the neutral ones mix praise and complaint or state facts. A frozen encoder w
 this right; fine-tuning the encoder (LoRA) is needed for the rest, which is what the lesson shows.
 
 Files (columns `text,label`, one review a row, CSV with a header):
-  * data/sample_reviews.csv            480 reviews, balanced: 160 of each label;
-  * data/sample_reviews_imbalanced.csv 640 reviews, deliberately imbalanced: 480 positive, 120 negative,
-                                       40 neutral (75% / 19% / 6%), for the lesson on class weights and oversampling.
-The two files share no review text. Run `python data/make_sample_classification.py` to rebuild them; the output is committed.
+  * tunebook/samples/sample_reviews.csv            480 reviews, balanced: 160 of each label;
+  * tunebook/samples/sample_reviews_imbalanced.csv 640 reviews, deliberately imbalanced: 480 positive, 120 negative,
+                                                   40 neutral (75% / 19% / 6%), for the lesson on class weights and oversampling.
+The two files share no review text. Run `python data/make_sample_classification.py` to rebuild them; the output is committed
+and ships inside the package (`tunebook.core.sample_path('sample_reviews.csv')`).
 """
 import csv, random
 from pathlib import Path
@@ -68,6 +69,6 @@ def write(path:Path, rows:list):
     print(f"wrote {len(rows)} rows to {path}")
 
 if __name__ == "__main__":
-    here, seen = Path(__file__).parent, set()
+    here, seen = Path(__file__).resolve().parents[1]/"tunebook"/"samples", set()
     write(here/"sample_reviews.csv", reviews(dict(negative=160, neutral=160, positive=160), seen))
     write(here/"sample_reviews_imbalanced.csv", reviews(dict(negative=120, neutral=40, positive=480), seen))

@@ -11,7 +11,7 @@ from tunebook.classify import (prepared_classification, class_balance, load_clas
 
 def prepare(src, out): prep(src, out, format='classification', tokenizer=MINILM); return out
 
-DATA = Path(__file__).parent.parent/'data'
+DATA = Path(__file__).parent.parent/'tunebook'/'samples'
 slow = pytest.mark.skipif(not os.environ.get('TUNEBOOK_SLOW'), reason='slow: set TUNEBOOK_SLOW=1')
 
 @pytest.fixture(scope='module')

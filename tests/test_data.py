@@ -12,7 +12,7 @@ from tunebook.clean import (prep, load_prepared, scrub_pii, near_duplicates, jac
 from tunebook.models import load_tokenizer
 
 FX = Path(__file__).parent/'fixtures'/'data'
-SAMPLE = Path(__file__).parent.parent/'data'/'sample_chat.jsonl'
+SAMPLE = Path(__file__).parent.parent/'tunebook'/'samples'/'sample_chat.jsonl'
 
 @pytest.fixture(scope='module')
 def tok(): return load_tokenizer()

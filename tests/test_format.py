@@ -8,7 +8,7 @@ from tunebook.models import load_tokenizer, load_base, tiny_causal_lm
 from tunebook.format import (IGNORE, tokenize_chat, tokenize_text, tokenize_dataset, lint_masks, show_mask, pack_examples,
                              PackedCollator, PaddedCollator, packed_attention_mask, end_of_turn_id, row_seq_lens)
 
-ROWS = [json.loads(l) for l in open(Path(__file__).parents[1]/'data'/'sample_chat.jsonl')]
+ROWS = [json.loads(l) for l in open(Path(__file__).parents[1]/'tunebook'/'samples'/'sample_chat.jsonl')]
 
 LLAMA3 = ("{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = '<|start_header_id|>' + message['role'] + "
           "'<|end_header_id|>\n\n'+ message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = bos_token + content %}"

@@ -96,7 +96,7 @@ def _train_run(out:Path, env)->Path:
     "A real training run with `tunebook train` when the training stage exists, else the export lesson's demo run."
     try: import tunebook.train  # noqa
     except ImportError: return demo_run(out, base='tiny', steps=2).root
-    data = Path(__file__).parents[1]/'data'/'sample_chat.jsonl'
+    data = Path(__file__).parents[1]/'tunebook'/'samples'/'sample_chat.jsonl'
     prep = _cli('prep', str(data), '--out', str(out.parent/'data'), env=env)
     assert prep.returncode == 0, prep.stderr[-2000:]
     from tunebook.export import _tiny_base

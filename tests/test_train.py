@@ -24,7 +24,7 @@ train(sys.argv[1], sys.argv[2], model=sys.argv[3], **kw)
 def setup(tmp_path_factory):
     w = tmp_path_factory.mktemp('train')
     m, tok = tiny_causal_lm(hidden=32, layers=2, heads=2); m.save_pretrained(w/'tiny'); tok.save_pretrained(w/'tiny')
-    rows = [json.loads(l) for l in open(ROOT/'data'/'sample_chat.jsonl')][:56]
+    rows = [json.loads(l) for l in open(ROOT/'tunebook'/'samples'/'sample_chat.jsonl')][:56]
     dd = DatasetDict(train=Dataset.from_list(rows[8:]), validation=Dataset.from_list(rows[:8]), test=Dataset.from_list(rows[:2]))
     dd.save_to_disk(str(w/'data'/'dataset')); write_json(w/'data'/'report.json', dict(task='chat', counts={k: len(v) for k, v in dd.items()}))
     (w/'driver.py').write_text(DRIVER)

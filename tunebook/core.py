@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np, torch
 
 # %% auto #0
-__all__ = ['TunebookError', 'default_device', 'default_dtype', 'device_summary', 'in_colab', 'seed_everything', 'atomic_file',
-           'write_text', 'write_json', 'read_json', 'fsync_tree', 'atomic_dir', 'cache_dir', 'RunDir']
+__all__ = ['TunebookError', 'default_device', 'default_dtype', 'device_summary', 'in_colab', 'peak_memory_mb', 'seed_everything',
+           'atomic_file', 'write_text', 'write_json', 'read_json', 'fsync_tree', 'atomic_dir', 'file_lock', 'cache_dir',
+           'sample_path', 'RunDir']
 
 # %% ../nbs/00_core.ipynb #5ebe0bd4
 class TunebookError(Exception):
@@ -48,6 +49,22 @@ def device_summary()->dict: # device, dtype, GPU name and memory where there is 
 def in_colab()->bool: # True inside a Google Colab runtime
     "Whether we are running in Google Colab."
     return 'google.colab' in sys.modules or 'COLAB_RELEASE_TAG' in os.environ
+
+# %% ../nbs/00_core.ipynb #5c10a7ca
+def peak_memory_mb(
+    device:str|None=None, # the device the run used; a 'cuda' device reports the CUDA allocator's peak
+)->float|None:            # megabytes, or None where the operating system cannot tell
+    "Peak memory of this process: the CUDA allocator's peak on a GPU, else the peak resident set size."
+    if str(device or '').startswith('cuda') and torch.cuda.is_available(): return round(torch.cuda.max_memory_allocated()/2**20, 1)
+    try: import resource  # POSIX only
+    except ImportError: resource = None
+    if resource is not None:
+        kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return round(kb/2**20 if sys.platform == 'darwin' else kb/1024, 1)  # macOS reports bytes, Linux KiB
+    try: import psutil
+    except ImportError: return None
+    peak = getattr(psutil.Process().memory_info(), 'peak_wset', None)  # Windows: the peak working set
+    return None if peak is None else round(peak/2**20, 1)
 
 # %% ../nbs/00_core.ipynb #dbaaf8fa
 def seed_everything(
@@ -131,12 +148,35 @@ def atomic_dir(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
 
+# %% ../nbs/00_core.ipynb #c57228d9
+@contextlib.contextmanager
+def file_lock(
+    path:str|Path,      # the lock file (created with its folder if needed; its content does not matter)
+    timeout:float=-1,   # seconds to wait for the lock; -1 waits for ever
+):
+    "Hold an exclusive, cross-platform lock on `path` while the block runs (other processes wait)."
+    from filelock import FileLock
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path), timeout=timeout): yield path
+
 # %% ../nbs/00_core.ipynb #8472fe1b
 def cache_dir()->Path: # `TUNEBOOK_CACHE`, or ~/.cache/tunebook
     "The folder where tunebook caches converted models."
     p = Path(os.environ.get('TUNEBOOK_CACHE') or Path.home()/'.cache'/'tunebook')
     p.mkdir(parents=True, exist_ok=True)
     return p
+
+# %% ../nbs/00_core.ipynb #4847487c
+def sample_path(
+    name:str, # a file in tunebook's `samples/` folder, e.g. 'sample_chat.jsonl'
+)->Path:      # where that file is inside the installed package
+    "The path of a sample file that ships with tunebook (the lessons read their data from here)."
+    from importlib.resources import files
+    root = Path(str(files('tunebook')/'samples'))
+    if not (root/name).is_file():
+        have = sorted(p.name for p in root.iterdir() if p.is_file() and not p.name.startswith(('.', '_'))) if root.is_dir() else []
+        raise TunebookError(f"tunebook has no sample named {name!r}; available samples: {', '.join(have) or 'none'}.")
+    return root/name
 
 # %% ../nbs/00_core.ipynb #4d974ad6
 @dataclass
