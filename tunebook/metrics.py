@@ -4,16 +4,17 @@
 
 # %% ../nbs/30_metrics.ipynb #8ec6b04b
 from __future__ import annotations
-import re, string, collections
+import re, unicodedata, collections
 from pathlib import Path
 import numpy as np, datasets, evaluate
 from sacrebleu.metrics.bleu import BLEU
 from .core import TunebookError, write_text
 
 # %% auto #0
-__all__ = ['METRIC_MODULES', 'rouge_tokenize', 'rouge_n', 'lcs_len', 'rouge_l', 'Rouge', 'bleu_from_stats', 'Bleu',
-           'normalize_answer', 'token_f1', 'ExactMatch', 'TokenF1', 'per_class_prf', 'Accuracy', 'PrecisionRecallF1',
-           'metric_modules_dir', 'write_metric_modules', 'metric_path', 'load_metric']
+__all__ = ['METRIC_MODULES', 'unsegmented', 'script_words', 'rouge_tokenize', 'rouge_n', 'lcs_len', 'rouge_l', 'Rouge',
+           'bleu_from_stats', 'bleu_tokenizer', 'Bleu', 'normalize_answer', 'answer_tokens', 'token_f1', 'ExactMatch',
+           'TokenF1', 'per_class_prf', 'Accuracy', 'PrecisionRecallF1', 'metric_modules_dir', 'write_metric_modules',
+           'metric_path', 'load_metric']
 
 # %% ../nbs/30_metrics.ipynb #5dfc374e
 def _text_features()->list: # `evaluate` picks the schema that fits the first example
@@ -29,15 +30,36 @@ def _as_ref_lists(references)->list: # every reference as a list of strings
 
 # %% ../nbs/30_metrics.ipynb #edd942bb
 _NON_ALNUM, _VALID = re.compile(r'[^a-z0-9]+'), re.compile(r'^[a-z0-9]+$')
+_UNSEGMENTED = re.compile('[\u2e80-\u2fdf\u3040-\u30ff\u3100-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f'
+                          '\u0e00-\u0e7f\u0e80-\u0eff\u1000-\u109f\u1780-\u17ff\U00020000-\U0002fa1f]')
+
+def unsegmented(ch:str)->bool: # True for a character of a script written without spaces between words
+    "Chinese, Japanese kana, Thai, Lao, Myanmar, Khmer: scripts whose words are not separated by spaces."
+    return bool(_UNSEGMENTED.match(ch))
+
+def script_words(text:str)->list: # words of letters, digits and combining marks; one token per unsegmented-script character
+    "Split `text` into words in any script: a run of letters/digits/marks is a word, a Chinese or Thai character is a word of its own."
+    toks, cur = [], []
+    for ch in text:
+        if unsegmented(ch):
+            if cur: toks.append(''.join(cur)); cur = []
+            toks.append(ch)
+        elif unicodedata.category(ch)[0] in 'LNM': cur.append(ch)
+        elif cur: toks.append(''.join(cur)); cur = []
+    if cur: toks.append(''.join(cur))
+    return toks
 
 def rouge_tokenize(
-    text:str,     # any text
-    stemmer=None, # an object with `.stem(word)` (nltk's Porter stemmer), or None
-)->list:          # lowercase alphanumeric tokens
-    "Tokenize exactly like `rouge_score`: lowercase, split on non-alphanumerics, stem words longer than 3 characters."
-    toks = _NON_ALNUM.sub(' ', text.lower()).split()
-    if stemmer: toks = [stemmer.stem(t) if len(t) > 3 else t for t in toks]
-    return [t for t in toks if _VALID.match(t)]
+    text:str,                # any text
+    stemmer=None,            # an object with `.stem(word)` (nltk's Porter stemmer), or None
+    tokenizer:str='unicode', # 'unicode': words in any script (= `rouge_score` on ASCII text); 'rouge_score': its a-z0-9 only
+)->list:                     # lowercase tokens
+    "Tokenize for ROUGE: lowercase, split on what is not a letter or digit, stem (ASCII) words longer than 3 characters."
+    if tokenizer not in ('unicode', 'rouge_score'): raise TunebookError(f"ROUGE tokenizer must be 'unicode' or 'rouge_score', not {tokenizer!r}.")
+    if tokenizer == 'rouge_score': toks = _NON_ALNUM.sub(' ', text.lower()).split()
+    else: toks = script_words(unicodedata.normalize('NFC', text).lower())
+    if stemmer: toks = [stemmer.stem(t) if len(t) > 3 and _VALID.match(t) else t for t in toks]
+    return toks if tokenizer == 'unicode' else [t for t in toks if _VALID.match(t)]
 
 def _fmeasure(overlap, n_pred, n_ref):
     p, r = overlap/max(n_pred, 1), overlap/max(n_ref, 1)
@@ -68,12 +90,16 @@ def rouge_l(ref:list, pred:list)->float: # F-measure, 0-1
 
 # %% ../nbs/30_metrics.ipynb #27a2a3e3
 class Rouge(evaluate.Metric):
-    "ROUGE-1/2/L F-measures identical to `rouge_score` (offline, pure Python); 0-1."
+    """ROUGE-1/2/L F-measures (0-1), offline, pure Python. Tokenisation: lowercase, words are runs of letters, digits and
+    combining marks in any script, and each Chinese/Japanese/Thai character is a word; on ASCII text this equals Google's
+    `rouge_score` exactly (`tokenizer='rouge_score'` reproduces it everywhere, where non-Latin text scores 0)."""
     def _info(self):
         return evaluate.MetricInfo(description=self.__doc__, citation='Lin (2004), ROUGE: A Package for Automatic Evaluation of Summaries',
-            inputs_description='predictions: texts; references: texts or lists of texts; use_aggregator: mean (True) or per example; '
-                               'use_stemmer: Porter stemming (needs nltk)', features=_text_features())
-    def _compute(self, predictions, references, rouge_types=('rouge1', 'rouge2', 'rougeL'), use_aggregator=True, use_stemmer=False):
+            inputs_description="predictions: texts; references: texts or lists of texts; use_aggregator: mean (True) or per example; "
+                               "use_stemmer: Porter stemming of ASCII words (needs nltk); tokenizer: 'unicode' or 'rouge_score'",
+            features=_text_features())
+    def _compute(self, predictions, references, rouge_types=('rouge1', 'rouge2', 'rougeL'), use_aggregator=True, use_stemmer=False,
+                 tokenizer='unicode'):
         stemmer = None
         if use_stemmer:
             from nltk.stem import porter
@@ -81,49 +107,88 @@ class Rouge(evaluate.Metric):
         fns = {'rouge1': lambda r, p: rouge_n(r, p, 1), 'rouge2': lambda r, p: rouge_n(r, p, 2), 'rougeL': rouge_l}
         scores = {k: [] for k in rouge_types}
         for pred, refs in zip(predictions, _as_ref_lists(references)):
-            pt, rts = rouge_tokenize(pred, stemmer), [rouge_tokenize(r, stemmer) for r in refs]
+            pt, rts = rouge_tokenize(pred, stemmer, tokenizer), [rouge_tokenize(r, stemmer, tokenizer) for r in refs]
             # with several references `rouge_score` keeps, per type, the one with the best F-measure
-            for k in rouge_types: scores[k].append(max(fns[k](rt, pt) for rt in rts))
+            for k in rouge_types: # identical non-empty texts score 1 (`rouge_score` gives ROUGE-2 = 0 for a one-word answer)
+                scores[k].append(max(1.0 if tokenizer == 'unicode' and pt and rt == pt else fns[k](rt, pt) for rt in rts))
         return {k: float(np.mean(v)) if use_aggregator else v for k, v in scores.items()}
 
 # %% ../nbs/30_metrics.ipynb #66f779f6
 def bleu_from_stats(
-    stats,                 # per-sentence rows `[hyp_len, ref_len, correct_1..4, total_1..4]` (or one summed row)
+    stats,                   # per-sentence rows `[hyp_len, ref_len, correct_1..4, total_1..4]` (or one summed row)
     smooth_method:str='exp', # sacrebleu's smoothing
-)->float:                  # corpus BLEU, 0-100
+    effective_order:bool=True, # ignore n-gram orders that have no n-grams at all (one- to three-word answers)
+)->float:                    # corpus BLEU, 0-100
     "Corpus BLEU from sentence sufficient statistics, summed."
     s = [int(x) for x in np.asarray(stats).reshape(-1, 10).sum(0)]
-    return BLEU.compute_bleu(correct=s[2:6], total=s[6:10], sys_len=s[0], ref_len=s[1], smooth_method=smooth_method).score
+    return BLEU.compute_bleu(correct=s[2:6], total=s[6:10], sys_len=s[0], ref_len=s[1], smooth_method=smooth_method,
+                             effective_order=effective_order).score
+
+def bleu_tokenizer(texts:list)->str: # sacrebleu tokenizer name
+    "'zh' (one token per Chinese/Japanese character) when any text holds an unsegmented script, else sacrebleu's standard '13a'."
+    return 'zh' if any(unsegmented(ch) for t in texts for ch in t) else '13a'
 
 class Bleu(evaluate.Metric):
-    "Corpus BLEU computed by sacrebleu (0-100), optionally with per-sentence sufficient statistics."
+    """Corpus BLEU computed by sacrebleu (0-100), optionally with per-sentence sufficient statistics. `tokenize='auto'` picks
+    sacrebleu's 'zh' tokenizer when a text holds Chinese/Japanese/Thai characters (else '13a', the standard), and
+    `effective_order=True` skips n-gram orders with no n-grams at all, so identical short answers score 100."""
     def _info(self):
         return evaluate.MetricInfo(description=self.__doc__, citation='Post (2018), A Call for Clarity in Reporting BLEU Scores',
             inputs_description="predictions: texts; references: texts or lists of texts (same count per row); tokenize: sacrebleu's "
-                               "tokenizer ('13a'); lowercase; smooth_method; return_stats: add per-sentence statistics", features=_text_features())
-    def _compute(self, predictions, references, tokenize='13a', lowercase=False, smooth_method='exp', return_stats=False):
+                               "tokenizer ('auto', '13a', 'zh', 'char'...); lowercase; smooth_method; effective_order; "
+                               "return_stats: add per-sentence statistics", features=_text_features())
+    def _compute(self, predictions, references, tokenize='auto', lowercase=False, smooth_method='exp', effective_order=True, return_stats=False):
         refs = _as_ref_lists(references)
         if len({len(r) for r in refs}) > 1: raise ValueError('BLEU needs the same number of references for every prediction.')
         streams = [list(x) for x in zip(*refs)]  # sacrebleu wants one list per reference *set*
-        bleu = BLEU(tokenize=tokenize, lowercase=lowercase, smooth_method=smooth_method)
+        if tokenize == 'auto': tokenize = bleu_tokenizer(list(predictions) + [r for rs in refs for r in rs])
+        bleu = BLEU(tokenize=tokenize, lowercase=lowercase, smooth_method=smooth_method, effective_order=effective_order)
         res = bleu.corpus_score(list(predictions), streams)
-        out = dict(score=res.score, precisions=list(res.precisions), brevity_penalty=res.bp, sys_len=res.sys_len, ref_len=res.ref_len)
+        out = dict(score=res.score, precisions=list(res.precisions), brevity_penalty=res.bp, sys_len=res.sys_len, ref_len=res.ref_len,
+                   tokenize=tokenize)
         if return_stats: out['stats'] = [list(map(int, s)) for s in bleu._extract_corpus_statistics(list(predictions), streams)]
         return out
 
 # %% ../nbs/30_metrics.ipynb #b821aa50
-_PUNCT = set(string.punctuation)
+_ARTICLES = re.compile(r'\b(a|an|the)\b')
+_SIGN = re.compile(r'^[-+\u2212\u2013](?=[.,]?\d)')   # a sign in front of a number: part of the number
+_OPERATOR = set('+-*/^=<>%×÷±≤≥≠\u2212')               # kept wherever they are: `2*2` is not `22`
 
-def normalize_answer(s:str)->str: # lowercase, no punctuation, no articles, single spaces
-    "SQuAD's answer normalisation."
-    s = ''.join(ch for ch in s.lower() if ch not in _PUNCT)
-    return ' '.join(re.sub(r'\b(a|an|the)\b', ' ', s).split())
+def _is_punct(ch:str)->bool: return unicodedata.category(ch)[0] == 'P' and ch not in _OPERATOR
+
+def _norm_token(t:str)->str:
+    "One whitespace-separated token with its surrounding punctuation removed, numbers (signs, decimal points, operators) intact."
+    if any(ch.isdigit() for ch in t) or any(ch in _OPERATOR for ch in t): # a number or a formula: only strip what surrounds it
+        t = t.replace('\u2212', '-').replace('\u2013', '-') if _SIGN.match(t) else t
+        i, j = 0, len(t)
+        while i < j and _is_punct(t[i]) and not (t[i] in '.,' and i + 1 < j and t[i+1].isdigit()): i += 1
+        while j > i and _is_punct(t[j-1]): j -= 1
+        return t[i:j]
+    return ''.join(ch for ch in t if not _is_punct(ch))  # a word: SQuAD drops every punctuation mark (don't -> dont)
+
+def normalize_answer(
+    s:str,               # an answer
+    articles:bool=True,  # drop the English articles a/an/the (SQuAD's definition)
+)->str:                  # the normalised answer
+    """SQuAD's answer normalisation, folding typography only: Unicode NFC, lowercase (casefold), punctuation in and around
+    words, the articles a/an/the, runs of whitespace. Numbers keep their sign, decimal point and operators (`-3`, `3.5`, `2*2`)."""
+    toks = [_norm_token(t) for t in unicodedata.normalize('NFC', s).casefold().split()]
+    s = ' '.join(t for t in toks if t)
+    return ' '.join((_ARTICLES.sub(' ', s) if articles else s).split())
+
+def answer_tokens(s:str)->list: # the words token F1 compares
+    "Words of a normalised answer; a Chinese, Japanese or Thai character counts as a word (those scripts have no spaces)."
+    out = []
+    for w in normalize_answer(s).split():
+        if any(unsegmented(ch) for ch in w): out += [x for x in re.split(f'({_UNSEGMENTED.pattern})', w) if x]
+        else: out.append(w)
+    return out
 
 def token_f1(
     pred:str, ref:str, # generated and reference answer
 )->float:              # F1 of the normalised word bags, 0-1 (1 when both are empty)
     "SQuAD's token-level F1 between two answers."
-    p, r = normalize_answer(pred).split(), normalize_answer(ref).split()
+    p, r = answer_tokens(pred), answer_tokens(ref)
     if not p or not r: return float(p == r)
     same = sum((collections.Counter(p) & collections.Counter(r)).values())
     if same == 0: return 0.0
@@ -131,9 +196,11 @@ def token_f1(
     return 2*prec*rec/(prec + rec)
 
 class ExactMatch(evaluate.Metric):
-    "Exact match after SQuAD normalisation, best over references; 0-1."
+    """Exact match after SQuAD-style normalisation, best over references; 0-1. Normalises typography only, after the SQuAD v1.1
+    evaluation script (Rajpurkar et al. 2016): Unicode NFC, case, punctuation in and around words, the articles a/an/the,
+    whitespace. Never signs, decimal points or operators in numbers ('35' != '3.5', '32' != '-32', '2*2' != '22')."""
     def _info(self):
-        return evaluate.MetricInfo(description=self.__doc__, citation='Rajpurkar et al. (2016), SQuAD',
+        return evaluate.MetricInfo(description=self.__doc__, citation='Rajpurkar et al. (2016), SQuAD: 100,000+ Questions for Machine Comprehension of Text',
             inputs_description='predictions: texts; references: texts or lists of texts; use_aggregator: mean (True) or per example',
             features=_text_features())
     def _compute(self, predictions, references, use_aggregator=True):
@@ -141,9 +208,11 @@ class ExactMatch(evaluate.Metric):
         return {'exact_match': float(np.mean(em)) if use_aggregator else em}
 
 class TokenF1(evaluate.Metric):
-    "SQuAD-style token F1, best over references; 0-1."
+    """SQuAD-style token F1, best over references; 0-1. Same normalisation as exact match (typography only, numbers kept
+    whole with their signs, decimal points and operators); words are split on whitespace, and each Chinese, Japanese or
+    Thai character is a word."""
     def _info(self):
-        return evaluate.MetricInfo(description=self.__doc__, citation='Rajpurkar et al. (2016), SQuAD',
+        return evaluate.MetricInfo(description=self.__doc__, citation='Rajpurkar et al. (2016), SQuAD: 100,000+ Questions for Machine Comprehension of Text',
             inputs_description='predictions: texts; references: texts or lists of texts; use_aggregator: mean (True) or per example',
             features=_text_features())
     def _compute(self, predictions, references, use_aggregator=True):
