@@ -12,8 +12,8 @@ from .models import DEFAULT_MODEL, resolve_model
 from .methods import METHODS, LORA_FAMILY, lora_targets
 
 # %% auto #0
-__all__ = ['GPUS', 'GPU_MFU', 'model_shape', 'trainable_params', 'cpu_gflops', 'estimate', 'plan_table', 'recommend',
-           'compare_estimate']
+__all__ = ['GPUS', 'GPU_MFU', 'KNOBS_NOTE', 'model_shape', 'trainable_params', 'cpu_gflops', 'estimate', 'plan_table',
+           'recommend', 'gpu_name', 'course_knobs', 'compare_estimate']
 
 # %% ../nbs/22_plan.ipynb #cf66f42d
 def model_shape(
@@ -152,6 +152,38 @@ def recommend(
                             f"{' + gradient checkpointing' if ckpt else ''} in {e['dtype']}: ~{e['total_gb']} of {e['memory_gb']} GB")
                 return e
     raise TunebookError(f"No configuration of {dev} fits this model at seq_len={seq_len}; use a shorter seq_len or a larger GPU.")
+
+# %% ../nbs/22_plan.ipynb #affe03e5
+def gpu_name(
+    device:str|None=None, # a torch device; `default_device()` if None
+)->str:                   # a key of `GPUS`, 'cuda' for another GPU, or the device itself ('cpu', 'mps')
+    "This machine's accelerator under the name the planner knows it by ('T4', 'L4', 'A100-40GB', ...)."
+    dev = str(device or default_device())
+    if not dev.startswith('cuda') or not torch.cuda.is_available(): return 'cpu' if dev.startswith('cuda') else dev
+    p = torch.cuda.get_device_properties(0); mem = p.total_memory/2**30
+    for k, g in GPUS.items():
+        if k.split('-')[0] in p.name and ('-' not in k or abs(g['memory_gb'] - mem) < 12): return k
+    return 'cuda'
+
+def course_knobs(
+    device:str|None=None,     # 'cpu', a name in `GPUS` or 'cuda'; this machine (`gpu_name()`) if None
+    model:str=DEFAULT_MODEL,  # base model: alias, Hub id or local folder
+    data:str|None=None,       # your chat JSONL; None means the course's sample data (`sample_path('sample_chat.jsonl')`)
+    seq_len:int=512,          # tokens per packed row; the sample conversations are far shorter
+    tokens_per_step:int=2048, # tokens per optimizer step: 4 rows x 512 tokens gives ~14 steps an epoch on the sample data
+)->dict:                      # MODEL, DATA, DEVICE, METHOD, DTYPE, SEQ_LEN, BATCH_SIZE, GRAD_ACCUM, GRAD_CKPT, EPOCHS, LR, WHY, NOTE
+    "The course's training knobs for this machine, from the planner's recommendation."
+    dev = device or gpu_name()
+    r = recommend(model, dev, seq_len=seq_len, tokens_per_step=tokens_per_step)
+    gpu = dev in GPUS or str(dev).startswith('cuda')
+    return dict(MODEL=model, DATA=data, DEVICE=dev, METHOD=r['method'], DTYPE=r['dtype'], SEQ_LEN=seq_len,
+                BATCH_SIZE=r['batch_size'], GRAD_ACCUM=r['grad_accum'], GRAD_CKPT=r['grad_ckpt'],
+                EPOCHS=3 if gpu else 1,  # a pass over the sample data takes seconds on a GPU, ~1.5 minutes on a 2-core CPU
+                LR=1e-3,                 # LoRA on a small model for few steps likes a high rate; use 2e-4 for long runs
+                WHY=r['why'], NOTE=KNOBS_NOTE)
+
+KNOBS_NOTE = ("Your own data: set DATA to your chat JSONL; with thousands of rows use EPOCHS=1 and "
+              "course_knobs(tokens_per_step=16384), and raise SEQ_LEN to cover the longest rows in the prep report.")
 
 # %% ../nbs/22_plan.ipynb #6394d1e2
 def compare_estimate(
