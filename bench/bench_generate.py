@@ -1,5 +1,5 @@
 """Benchmark: `tunebook.eval.generate` (batched, left padding, KV cache, finished rows leave the batch) vs the
-one-prompt-at-a-time loop the seed articles show (`model.generate` per prompt, stopping at EOS/end-of-turn), same prompts, greedy.
+usual one-prompt-at-a-time loop (`model.generate` per prompt, stopping at EOS/end-of-turn), same prompts, greedy.
 
     python bench/bench_generate.py [--model smollm2-135m-instruct] [--n 64] [--batch-size 32] [--max-new-tokens 48]
 
@@ -30,7 +30,7 @@ def main():
     prompts = [split_conversation(r['messages'])[0] for r in rows]
     dev, stops = next(model.parameters()).device, stop_token_ids(tok)
     enc = [encode_prompt(tok, p) for p in prompts]
-    def seed_loop():  # one prompt at a time, as the seed articles do: model.generate per prompt, greedy, stop at EOS/end-of-turn
+    def one_at_a_time():  # one prompt at a time, the usual loop: model.generate per prompt, greedy, stop at EOS/end-of-turn
         outs = []
         for e in enc:
             g = model.generate(input_ids=torch.tensor([e], device=dev), attention_mask=torch.ones(1, len(e), dtype=torch.long, device=dev),
@@ -56,7 +56,7 @@ def main():
         t = time.perf_counter(); out = f(); return out, time.perf_counter() - t
     ours, tb = timed(lambda: generate(model, tok, prompts, a.max_new_tokens, batch_size=a.batch_size))
     static, tst = timed(static_batches)
-    single, ts = timed(seed_loop)
+    single, ts = timed(one_at_a_time)
     same = sum(x == y for x, y in zip(ours, single))
     new_tokens = sum(len(tok(o, add_special_tokens=False)['input_ids']) for o in single)
     res = dict(model=a.model, device=str(dev), threads=torch.get_num_threads(), prompts=len(prompts), batch_size=a.batch_size,

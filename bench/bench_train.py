@@ -1,16 +1,16 @@
-"""Training speed benchmark (slow; not run in CI): tunebook.train vs the peer recipe the seed articles teach
-(/work/shared/bench/peer_baseline.py: Trainer + PEFT LoRA, per-batch padding, fp32), same model (bundled SmolLM2-135M),
+"""Training speed benchmark (slow; not run in CI): tunebook.train vs the usual recipe
+(bench/baseline_trainer_peft.py: Trainer + PEFT LoRA, per-batch padding, fp32), same model (bundled SmolLM2-135M),
 same length-diverse data, same seq_len (512), LoRA r16 all-linear, measured side by side in one run.
 
-    python bench/bench_train.py [--epochs 1] [--peer PATH] [--json FILE]     # on an idle machine: ~13 min on 2 cores
+    python bench/bench_train.py [--epochs 1] [--baseline PATH] [--json FILE]     # on an idle machine: ~13 min on 2 cores
 
 Every configuration trains one full epoch over the same 96 examples, so each sees the same real tokens. Speed is real
 (non-pad) tokens per wall-clock second in the steady state: the first optimizer step (one-time warm-up) is excluded, for
-the peer exactly as its own script does, for ours from the per-step wall clock in metrics.jsonl, for the ceiling by a
+the baseline exactly as its own script does, for ours from the per-step wall clock in metrics.jsonl, for the ceiling by a
 warm-up step. The compute ceiling is fully packed 4x512 rows (no padding, no masks) through the same LoRA model in the
 same dtype, measured in its own process and again inside each packed run's process right after training
-(same warm state; separate processes differ by up to ~10% on this shared machine). Ours packs 2 rows of 512 per step, about
-the peer's 8 examples per optimizer step, so both make about as many updates per epoch. Quality: after the epoch, every adapter, the peer's included (the peer runs unchanged; a wrapper saves its
+(same warm state; separate processes differ by up to ~10% on a busy machine). Ours packs 2 rows of 512 per step, about
+the baseline's 8 examples per optimizer step, so both make about as many updates per epoch. Quality: after the epoch, every adapter, the baseline's included (the baseline runs unchanged; a wrapper saves its
 adapter when it returns), is scored identically: fp32 weights, loss on the validation answers' tokens. Peak RSS of each
 process is polled from outside. Figures are only meaningful as ratios taken in one run; the load average is printed.
 Last result: bench/results_train_cpu.json (also tabulated in nbs/23_train.ipynb, "How fast, measured").
@@ -61,9 +61,9 @@ def run(cmd:list, timeout:int=1800)->tuple:
     if p.returncode: raise SystemExit(f"{cmd} failed:\n{out[-3000:]}")
     return out, round(peak/2**20)
 
-PEER = """import runpy, sys
+BASELINE = """import runpy, sys
 out, sys.argv = sys.argv[1], sys.argv[2:]
-g = runpy.run_path(sys.argv[0], run_name='__main__')  # the peer's script, unchanged
+g = runpy.run_path(sys.argv[0], run_name='__main__')  # the baseline's script, unchanged
 g['model'].save_pretrained(out)                       # its adapter, to score it like ours
 """
 OURS = """import json, sys, time, torch
@@ -124,22 +124,22 @@ def result(out:str)->dict: return json.loads([l for l in out.splitlines() if l.s
 if __name__ == '__main__':
     ap = argparse.ArgumentParser()
     ap.add_argument('--epochs', type=float, default=1.0); ap.add_argument('--ceiling-steps', type=int, default=4)
-    ap.add_argument('--peer', default='/work/shared/bench/peer_baseline.py'); ap.add_argument('--json', default=None)
+    ap.add_argument('--baseline', default=str(ROOT/'bench'/'baseline_trainer_peft.py')); ap.add_argument('--json', default=None)
     a = ap.parse_args()
     from tunebook.models import smollm2_dir
     w = Path(tempfile.mkdtemp(prefix='bench_train_')); alpaca, data = make_data(w)
     n_rows = len(json.loads(alpaca.read_text()))
     import shutil, math; shutil.copytree(ROOT/'tunebook', w/'pkg'/'tunebook') # a frozen copy: editing the tree mid-run changes nothing
     ENV['PYTHONPATH'] = str(w/'pkg') + os.pathsep + ENV['PYTHONPATH']
-    (w/'ours.py').write_text(OURS); (w/'ceiling.py').write_text(CEILING); (w/'peer.py').write_text(PEER)
+    (w/'ours.py').write_text(OURS); (w/'ceiling.py').write_text(CEILING); (w/'baseline.py').write_text(BASELINE)
     res, load = {}, [os.getloadavg()[0]]
-    peer_steps = math.ceil(a.epochs * n_rows / 8)
-    out, rss = run([sys.executable, str(w/'peer.py'), str(w/'peer_adapter'), a.peer, str(smollm2_dir()), str(alpaca), str(peer_steps), '8', '512'])
-    peer = json.loads([l for l in out.splitlines() if l.startswith('{"peer"')][-1])
-    res['peer'] = dict(peer, steady_tokens_per_s=peer.pop('real_tok_per_s'), steps=peer_steps, peak_rss_mb=rss,
-                       val_loss_fp32=val_loss_fp32(w/'peer_adapter', data))
+    baseline_steps = math.ceil(a.epochs * n_rows / 8)
+    out, rss = run([sys.executable, str(w/'baseline.py'), str(w/'baseline_adapter'), a.baseline, str(smollm2_dir()), str(alpaca), str(baseline_steps), '8', '512'])
+    base = json.loads([l for l in out.splitlines() if l.startswith('{"baseline"')][-1])
+    res['baseline'] = dict(base, steady_tokens_per_s=base.pop('real_tok_per_s'), steps=baseline_steps, peak_rss_mb=rss,
+                       val_loss_fp32=val_loss_fp32(w/'baseline_adapter', data))
     load.append(os.getloadavg()[0])
-    # examples per optimizer step as the peer's 8: 2 packed rows of 512 hold ~8.5 examples here; unpacked, 8 rows
+    # examples per optimizer step as the baseline's 8: 2 packed rows of 512 hold ~8.5 examples here; unpacked, 8 rows
     for name, kw in [('ours_packed_bf16', dict(packing=True, dtype='bf16', batch_size=2)), ('ours_packed_fp32', dict(packing=True, dtype='fp32', batch_size=2)),
                      ('ours_padded_fp32', dict(packing=False, dtype='fp32', batch_size=8))]:
         out, rss = run([sys.executable, str(w/'ours.py'), str(data), str(w/name),
@@ -149,26 +149,26 @@ if __name__ == '__main__':
     for dt in ('fp32', 'bf16'):
         out, rss = run([sys.executable, str(w/'ceiling.py'), dt, str(a.ceiling_steps), '4'])
         res[f'ceiling_{dt}'] = dict(result(out), peak_rss_mb=rss); load.append(os.getloadavg()[0])
-    P, B, F, D = res['peer']['steady_tokens_per_s'], res['ours_packed_bf16'], res['ours_packed_fp32'], res['ours_padded_fp32']
+    P, B, F, D = res['baseline']['steady_tokens_per_s'], res['ours_packed_bf16'], res['ours_packed_fp32'], res['ours_padded_fp32']
     CB, CF = res['ceiling_bf16']['tokens_per_s'], res['ceiling_fp32']['tokens_per_s']
     r = lambda a, b: round(a/b, 2)
     res['ratios'] = dict( # steady-state real tokens per wall-clock second, all measured in this run
-        ours_bf16_packed_vs_peer=r(B['steady_tokens_per_s'], P),
+        ours_bf16_packed_vs_baseline=r(B['steady_tokens_per_s'], P),
         ours_bf16_packed_pct_of_bf16_ceiling=round(100*B['steady_tokens_per_s']/CB, 1),
-        ours_fp32_packed_vs_peer=r(F['steady_tokens_per_s'], P),
+        ours_fp32_packed_vs_baseline=r(F['steady_tokens_per_s'], P),
         ours_fp32_packed_pct_of_fp32_ceiling=round(100*F['steady_tokens_per_s']/CF, 1),
         ours_bf16_packed_pct_of_ceiling_same_process=round(100*B['steady_tokens_per_s']/B['ceiling_same_process_tokens_per_s'], 1),
         ours_fp32_packed_pct_of_ceiling_same_process=round(100*F['steady_tokens_per_s']/F['ceiling_same_process_tokens_per_s'], 1),
-        ours_fp32_padded_vs_peer=r(D['steady_tokens_per_s'], P),
+        ours_fp32_padded_vs_baseline=r(D['steady_tokens_per_s'], P),
         packing_gain_fp32=r(F['steady_tokens_per_s'], D['steady_tokens_per_s']),
         bf16_gain_packed=r(B['steady_tokens_per_s'], F['steady_tokens_per_s']),
         ceiling_bf16_vs_fp32=r(CB, CF))
-    res['memory'] = dict(peak_rss_mb_peer=res['peer']['peak_rss_mb'], peak_rss_mb_ours_bf16=B['peak_rss_mb'],
-                         peak_rss_mb_ours_fp32=F['peak_rss_mb'], ours_bf16_over_peer=r(B['peak_rss_mb'], res['peer']['peak_rss_mb']),
-                         ours_fp32_over_peer=r(F['peak_rss_mb'], res['peer']['peak_rss_mb']))
+    res['memory'] = dict(peak_rss_mb_baseline=res['baseline']['peak_rss_mb'], peak_rss_mb_ours_bf16=B['peak_rss_mb'],
+                         peak_rss_mb_ours_fp32=F['peak_rss_mb'], ours_bf16_over_baseline=r(B['peak_rss_mb'], res['baseline']['peak_rss_mb']),
+                         ours_fp32_over_baseline=r(F['peak_rss_mb'], res['baseline']['peak_rss_mb']))
     res['quality'] = dict( # validation answers' loss (fp32) after one epoch over the same examples: the same real tokens for everyone
-        examples_seen=dict(peer=peer_steps*8, ours=n_rows*a.epochs),
-        val_loss_base_model=base_val, val_loss_peer=res['peer']['val_loss_fp32'], val_loss_ours_bf16=B['val_loss_fp32'],
+        examples_seen=dict(baseline=baseline_steps*8, ours=n_rows*a.epochs),
+        val_loss_base_model=base_val, val_loss_baseline=res['baseline']['val_loss_fp32'], val_loss_ours_bf16=B['val_loss_fp32'],
         val_loss_ours_fp32=F['val_loss_fp32'], val_loss_ours_padded_fp32=D['val_loss_fp32'])
     res['machine'] = dict(cpus=os.cpu_count(), load_avg_after_each=[round(x, 2) for x in load], omp_threads=os.environ.get('OMP_NUM_THREADS'))
     print(json.dumps(res, indent=1))

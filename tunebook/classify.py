@@ -4,14 +4,14 @@
 
 # %% ../nbs/50_classify.ipynb #4e583d1c
 from __future__ import annotations
-import os, time, json, math, shutil, tempfile, resource, contextlib, warnings
+import os, time, json, math, shutil, tempfile, contextlib, warnings
 from pathlib import Path
 import numpy as np, torch
 import torch.nn.functional as F
 from datasets import Dataset, DatasetDict, ClassLabel, load_from_disk
 from transformers import Trainer, TrainingArguments, DataCollatorWithPadding, TrainerCallback, PrinterCallback
 from .core import (TunebookError, RunDir, seed_everything, write_json, write_text, read_json, atomic_dir,
-                           default_device, default_dtype)
+                           default_device, default_dtype, peak_memory_mb)
 from .models import MINILM, load_base, load_tokenizer, tiny_encoder, model_summary
 from .clean import prep, load_prepared, class_balance # rows per label per split (also in the prep report)
 from .metrics import per_class_prf
@@ -215,10 +215,6 @@ def _plot_losses(metrics_path:Path, out:Path):
     ax.set_xlabel('step'); ax.set_ylabel('cross-entropy'); ax.legend(); fig.tight_layout()
     fig.savefig(out, dpi=80); plt.close(fig)
 
-def _peak_memory_mb(device:str)->float:
-    if str(device).startswith('cuda'): return round(torch.cuda.max_memory_allocated()/2**20, 1)
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024, 1)  # Linux reports KiB
-
 # %% ../nbs/50_classify.ipynb #0e8fcf60
 def train_classifier(
     data_dir:str|Path,        # prepared classification data (`tunebook prep --format classification`)
@@ -291,7 +287,7 @@ def train_classifier(
         summary = dict(
             base_model=str(model), task='classification', method=method, config=config, steps=trainer.state.global_step,
             train_loss=round(result.training_loss, 4), val_loss=round(val['eval_loss'], 4), real_tokens=real_tokens,
-            tokens_per_s=round(real_tokens/max(runtime, 1e-9), 1), peak_memory_mb=_peak_memory_mb(device),
+            tokens_per_s=round(real_tokens/max(runtime, 1e-9), 1), peak_memory_mb=peak_memory_mb(device),
             runtime_s=round(runtime, 1), device=device, dtype=str(next(net.parameters()).dtype).replace('torch.', ''),
             data_dir=str(data_dir), data_report={k: report[k] for k in ('task', 'counts', 'hashes', 'labels') if k in report},
             labels=labels, trainable_params=model_summary(trainer.model)['trainable'], artifact=folder.name,

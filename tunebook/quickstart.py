@@ -7,7 +7,7 @@ from __future__ import annotations
 import json, random, time
 from pathlib import Path
 from fastcore.script import call_parse
-from .core import TunebookError, RunDir, write_text, read_json, default_device, default_dtype
+from .core import TunebookError, RunDir, write_text, read_json, default_device, default_dtype, sample_path
 from .models import DEFAULT_MODEL
 
 # %% auto #0
@@ -65,10 +65,8 @@ def write_sample_chat(path:str|Path)->Path:
 
 # %% ../nbs/91_quickstart.ipynb #64712e47
 def _sample_data(out:Path)->Path:
-    "The repository's data/sample_chat.jsonl, or the same rows written into `out` for an installed package."
-    import tunebook
-    repo = Path(tunebook.__file__).resolve().parent.parent/'data'/'sample_chat.jsonl'
-    return repo if repo.exists() else write_sample_chat(out/'sample_chat.jsonl')
+    "The course's sample chat data, as shipped inside the package."
+    return sample_path('sample_chat.jsonl')
 
 # %% ../nbs/91_quickstart.ipynb #96c0d1e5
 def quickstart(
@@ -92,7 +90,7 @@ def quickstart(
     if out.exists() and any(out.iterdir()):
         raise TunebookError(f"{out} already exists and is not empty; choose another --out (tunebook never overwrites a run).")
     data = Path(data) if data else _sample_data(out)
-    print(f"[1/4] preparing {data} -> {out/'data'}")
+    print(f"[1/4] preparing {data.name} -> {out/'data'}")
     prep([str(data)], out/'data')
     print(f"[2/4] fine-tuning {model} with LoRA on {default_device()} ({str(default_dtype()).replace('torch.', '')}) -> {out/'run'}")
     train(out/'data', out/'run', model=model, epochs=epochs, max_steps=max_steps, seq_len=seq_len,
