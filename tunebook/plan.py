@@ -170,7 +170,7 @@ def course_knobs(
     model:str=DEFAULT_MODEL,  # base model: alias, Hub id or local folder
     data:str|None=None,       # your chat JSONL; None means the course's sample data (`sample_path('sample_chat.jsonl')`)
     seq_len:int=512,          # tokens per packed row; the sample conversations are far shorter
-    tokens_per_step:int=2048, # tokens per optimizer step: 4 rows x 512 tokens gives ~14 steps an epoch on the sample data
+    tokens_per_step:int=2048, # tokens per optimizer step: 4 rows x 512 tokens: ~14 steps an epoch on the sample data
 )->dict:                      # MODEL, DATA, DEVICE, METHOD, DTYPE, SEQ_LEN, BATCH_SIZE, GRAD_ACCUM, GRAD_CKPT, EPOCHS, LR, WHY, NOTE
     "The course's training knobs for this machine, from the planner's recommendation."
     dev = device or gpu_name()
@@ -178,7 +178,7 @@ def course_knobs(
     gpu = dev in GPUS or str(dev).startswith('cuda')
     return dict(MODEL=model, DATA=data, DEVICE=dev, METHOD=r['method'], DTYPE=r['dtype'], SEQ_LEN=seq_len,
                 BATCH_SIZE=r['batch_size'], GRAD_ACCUM=r['grad_accum'], GRAD_CKPT=r['grad_ckpt'],
-                EPOCHS=3 if gpu else 1,  # a pass over the sample data takes seconds on a GPU, ~1.5 minutes on a 2-core CPU
+                EPOCHS=3 if gpu else 0.5,  # a pass over the sample data takes seconds on a GPU; on a CPU half a pass (7 steps) already teaches the formats
                 LR=1e-3,                 # LoRA on a small model for few steps likes a high rate; use 2e-4 for long runs
                 WHY=r['why'], NOTE=KNOBS_NOTE)
 
