@@ -19,6 +19,7 @@ COMMANDS = { # command -> (module, function, one-line help); each function is a 
     'export':     ('tunebook.export',     'export_cli',     'export an adapter or a merged model, with fidelity checks'),
     'push':       ('tunebook.hub',        'push_cli',       'publish a run on the Hugging Face Hub (or stage it with --dry-run)'),
     'chat':       ('tunebook.chat',       'chat_cli',       'chat with a fine-tuned model'),
+    'serve':      ('tunebook.serve',      'serve_cli',      'serve a model with an OpenAI-compatible API (batched, streaming)'),
 }
 
 # %% ../nbs/90_cli.ipynb #852834f3
