@@ -20,6 +20,8 @@ COMMANDS = { # command -> (module, function, one-line help); each function is a 
     'push':       ('tunebook.hub',        'push_cli',       'publish a run on the Hugging Face Hub (or stage it with --dry-run)'),
     'chat':       ('tunebook.chat',       'chat_cli',       'chat with a fine-tuned model'),
     'serve':      ('tunebook.serve',      'serve_cli',      'serve a model with an OpenAI-compatible API (batched, streaming)'),
+    'sweep':      ('tunebook.experiments', 'sweep_cli',   'a hyperparameter sweep (grid or Optuna): a table and a plot of the trials'),
+    'compare':    ('tunebook.experiments', 'compare_cli', 'A/B: two runs on the same test split, with confidence intervals'),
 }
 
 # %% ../nbs/90_cli.ipynb #852834f3
