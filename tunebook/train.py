@@ -4,21 +4,22 @@
 
 # %% ../nbs/23_train.ipynb #1e1a6f55
 from __future__ import annotations
-import os, sys, json, math, time, shutil, hashlib, resource, tempfile, warnings, contextlib
+import os, sys, json, math, time, shutil, hashlib, tempfile, warnings, contextlib
 from pathlib import Path
 import torch
 from fastcore.script import call_parse
 from transformers import Trainer, TrainingArguments, TrainerCallback, PrinterCallback
 from .core import (TunebookError, RunDir, atomic_dir, write_json, read_json, fsync_tree, _fsync_dir,
-                           default_device, default_dtype, seed_everything)
-from .models import DEFAULT_MODEL
+                           default_device, default_dtype, seed_everything, peak_memory_mb)
+from .models import DEFAULT_MODEL, base_reference
 from .methods import METHODS, VIRTUAL_TOKEN_METHODS, load_for_method, apply_method
 from .format import tokenize_dataset, lint_masks, pack_examples, PackedCollator, PaddedCollator, IGNORE
 
 # %% auto #0
-__all__ = ['RESUME_MUST_MATCH', 'TRAIN_ARGS', 'CountingCollator', 'prepare_splits', 'write_manifest', 'checkpoint_problem',
-           'list_checkpoints', 'latest_checkpoint', 'TunebookTrainer', 'NonFiniteLoss', 'read_metrics', 'RunCallback',
-           'plot_losses', 'LivePlot', 'train', 'train_cli']
+__all__ = ['SHORT_RUN', 'RESUME_MUST_MATCH', 'TRAIN_ARGS', 'CountingCollator', 'prepare_splits', 'write_manifest',
+           'checkpoint_problem', 'list_checkpoints', 'latest_checkpoint', 'lr_factor', 'TunebookTrainer',
+           'NonFiniteLoss', 'read_metrics', 'RunCallback', 'plot_losses', 'LivePlot', 'check_train_settings',
+           'plan_steps', 'train', 'learned_nothing', 'train_cli']
 
 # %% ../nbs/23_train.ipynb #ccc51f53
 def _load_prepared(data_dir:Path):
@@ -61,9 +62,17 @@ def prepare_splits(
     for split in ('train', 'validation'):
         if split not in ds or len(ds[split]) == 0: out[split] = None; continue
         t, stats[split] = tokenize_dataset(ds[split], tok, seq_len=seq_len, task=task, overflow=overflow)
+        if len(t) == 0: # every row dropped: say why, and never score (or train on) an empty split
+            st = stats[split]
+            why = (f"{st['dropped_no_target']} had nothing left to train on after cutting to seq_len={seq_len} (the prompt fills it)"
+                   if st['dropped_no_target'] else f"{st['dropped_too_long']} were longer than seq_len={seq_len}")
+            if split == 'train':
+                raise TunebookError(f"All {st['examples']} training rows were dropped: {why}. The longest example is {st['longest']} tokens: "
+                                    f"raise --seq-len (to {min(st['longest'], 4096)} for all of them), or shorten the prompts.")
+            if verbose: print(f"note: all {st['examples']} validation rows were dropped ({why}): no validation loss for this run")
+            out[split] = None; continue
         stats[split]['lint'] = lint_masks(t, tok, task, seq_len) # mask invariants on every example, before any training
         out[split] = pack_examples(t, seq_len, verbose=verbose) if packing else t
-    if out['train'] is None or len(out['train']) == 0: raise TunebookError("The training split is empty after tokenization: nothing to train on.")
     coll = PackedCollator(tok) if packing else PaddedCollator(tok, pad_to_multiple_of=8)
     return out['train'], out['validation'], CountingCollator(coll), stats
 
@@ -118,12 +127,35 @@ def _nonfinite_params(model)->list[str]: # names of trainable parameters holding
     "Trainable parameters that are not finite."
     return [n for n, p in model.named_parameters() if p.requires_grad and not torch.isfinite(p).all()]
 
+def lr_factor(
+    step:int,              # optimizer step, counting from 0
+    total:int,             # optimizer steps in the run
+    warmup_steps:int,      # steps of linear warmup
+    schedule:str='cosine', # 'cosine', 'linear' or 'constant_with_warmup'
+)->float:                  # multiplier of the peak learning rate, > 0 for every step < `total`
+    "The learning-rate schedule: warmup (step+1)/(warmup+1), then decay that reaches 0 only *after* the last step."
+    if step < warmup_steps: return (step + 1)/(warmup_steps + 1)
+    if schedule == 'constant_with_warmup': return 1.0
+    progress = (step - warmup_steps)/max(1, total - warmup_steps)
+    return 0.5*(1 + math.cos(math.pi*progress)) if schedule == 'cosine' else 1.0 - progress
+
 class TunebookTrainer(Trainer):
-    "A `Trainer` with atomic, verified checkpoints, real-token counting, a NaN guard and token-weighted evaluation."
-    def __init__(self, *args, keep_last:int=2, **kwargs):
+    "A `Trainer` with atomic, verified checkpoints, real-token counting, a NaN guard, token-weighted evaluation and a schedule where every step trains."
+    def __init__(self, *args, keep_last:int=2, warmup:float=0.05, schedule:str='cosine', **kwargs):
         super().__init__(*args, **kwargs)
-        self.keep_last, self.real_tokens = keep_last, 0
+        self.keep_last, self.real_tokens, self.warmup, self.schedule = keep_last, 0, warmup, schedule
         self.tb_state = {} # counters saved in every checkpoint (tunebook_state.json) and restored on resume
+
+    def create_scheduler(self, num_training_steps:int, optimizer=None):
+        "Plan warmup from the steps this run will really take, with `lr_factor` (a closure, so a resumed run re-plans it)."
+        if self.lr_scheduler is None:
+            total, w = num_training_steps, self.warmup
+            ws = min(int(w) if w >= 1 else int(w*total), total//2)  # 5% of 1 step is 0 steps, not 1 step at lr 0
+            self.tb_state.update(planned_steps=total, warmup_steps=ws)
+            sched = self.schedule
+            self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer or self.optimizer, lambda s: lr_factor(s, total, ws, sched))
+            self._created_lr_scheduler = True
+        return self.lr_scheduler
 
     def compute_loss(self, model, inputs, *args, **kwargs):
         n = inputs.pop('real_tokens', None)
@@ -207,12 +239,12 @@ def read_metrics(path:Path)->list[dict]: # the logged records, skipping a line t
     return out
 
 class RunCallback(TrainerCallback):
-    "metrics.jsonl, step timing, real tokens/s, early stopping on validation loss, and a gradient NaN guard."
+    "metrics.jsonl, step timing, real tokens/s, the learning rate each step applied, early stopping, a gradient NaN guard, and whether the weights moved."
     def __init__(self, trainer:TunebookTrainer, metrics_path:Path, patience:int|None=None, live=None, progress:bool=False):
         self.tr, self.path, self.patience, self.live, self.progress, self.bar = trainer, Path(metrics_path), patience, live, progress, None
         self.st = trainer.tb_state
         self.st.update(train_time=0.0, best_val=None, best_step=None, bad_evals=0)
-        self._t, self.best, self._t0 = None, None, time.perf_counter()
+        self._t, self.best, self._t0, self._start = None, None, time.perf_counter(), None
 
     @staticmethod
     def _small(model)->bool: return sum(p.numel() for p in model.parameters() if p.requires_grad) < 0.2*sum(p.numel() for p in model.parameters())
@@ -238,8 +270,19 @@ class RunCallback(TrainerCallback):
         keep = [r for r in read_metrics(self.path) if r.get('step', 0) <= step]
         with open(self.path, 'w') as f: f.writelines(json.dumps(r) + '\n' for r in keep)
 
+    def param_change(self)->float|None: # the largest absolute change of any trained weight since training began
+        "How far the trained parameters moved in this process (0.0: not at all)."
+        if self._start is None: return None
+        cur = {n: p for n, p in self.tr.model.named_parameters() if p.requires_grad}
+        return max((float((cur[n].detach().float().cpu() - v).abs().max()) for n, v in self._start.items() if n in cur), default=0.0)
+
     def on_train_begin(self, args, state, control, **kw):
         self._t0 = time.perf_counter()
+        opt, sch = kw.get('optimizer'), kw.get('lr_scheduler')
+        if opt is not None and hasattr(sch, 'lr_lambdas'): # a resumed run: the optimizer holds the old plan's rate, re-apply ours
+            for g, base, f in zip(opt.param_groups, sch.base_lrs, sch.lr_lambdas): g['lr'] = base*f(sch.last_epoch)
+        if sum(p.numel() for p in self.tr.model.parameters() if p.requires_grad) <= 50_000_000: # a copy to tell if anything was learned
+            self._start = {n: p.detach().float().cpu().clone() for n, p in self.tr.model.named_parameters() if p.requires_grad}
         if self.progress: # one progress bar (step, loss, validation loss, real tokens/s) instead of the Trainer's raw log dicts
             from tqdm.auto import tqdm
             self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc='training', unit='step', dynamic_ncols=True)
@@ -253,6 +296,8 @@ class RunCallback(TrainerCallback):
         if self.bar is not None: self.bar.update(state.global_step - self.bar.n)
 
     def on_pre_optimizer_step(self, args, state, control, model=None, **kw):
+        if (opt := kw.get('optimizer')) is not None: # the rate this step really applies (the Trainer logs the *next* one)
+            self.st['lr_per_step'] = self.st.get('lr_per_step', [])[:state.global_step] + [float(opt.param_groups[0]['lr'])]
         grads = [p.grad for p in model.parameters() if p.requires_grad and p.grad is not None]
         if grads and not torch.isfinite(torch.stack([g.detach().float().norm() for g in grads])).all():
             raise NonFiniteLoss(state.global_step + 1, float('nan'))
@@ -261,7 +306,9 @@ class RunCallback(TrainerCallback):
         rec = dict(step=state.global_step, epoch=round(state.epoch or 0, 4), time=round(self.st['train_time'], 3),
                    wall=round(time.perf_counter() - self._t0, 3), # wall clock since this process began training, all overheads included
                    real_tokens=self.tr.real_tokens, **{k: v for k, v in (logs or {}).items() if k != 'epoch'})
-        if 'loss' in rec: rec['tokens_per_s'] = round(self.tr.real_tokens / max(self.st['train_time'], 1e-9), 1)
+        if 'loss' in rec:
+            rec['tokens_per_s'] = round(self.tr.real_tokens / max(self.st['train_time'], 1e-9), 1)
+            if self.st.get('lr_per_step'): rec['lr_applied'] = self.st['lr_per_step'][-1]
         with open(self.path, 'a') as f: f.write(json.dumps(rec) + '\n'); f.flush()
         if self.live: self.live(self.path)
         if self.bar is not None and ('loss' in rec or 'eval_loss' in rec):
@@ -331,16 +378,11 @@ def _check_run_dir(run:RunDir, resume:bool, overwrite:bool):
             if p.exists(): p.unlink()
         return
     if run.summary.exists() and not resume:
-        raise TunebookError(f"{run.root} holds a finished run (summary.json). Choose another --out, or pass --overwrite to replace it.")
+        raise TunebookError(f"{run.root} holds a finished run (summary.json). Choose another --out, pass --resume with a larger "
+                            f"--max-steps (or --epochs) to train it longer, or --overwrite to replace it.")
     if not resume and (run.checkpoints.exists() or run.metrics.exists()):
         raise TunebookError(f"{run.root} holds an unfinished run. Pass --resume to continue it from its last complete "
                             f"checkpoint, or --overwrite to start again.")
-
-def _peak_memory_mb(device:str)->float:
-    "Peak memory of this run: CUDA allocator peak on a GPU, else the process's peak resident set size."
-    if str(device).startswith('cuda'): return round(torch.cuda.max_memory_allocated()/2**20, 1)
-    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return round(kb/1024 if sys.platform != 'darwin' else kb/2**20, 1)
 
 def _dtype_of(dtype)->torch.dtype:
     if dtype is None or isinstance(dtype, torch.dtype): return dtype
@@ -348,6 +390,47 @@ def _dtype_of(dtype)->torch.dtype:
              'fp32': torch.float32, 'float32': torch.float32}
     if str(dtype) not in names: raise TunebookError(f"dtype must be one of {', '.join(names)}, not {dtype!r}.")
     return names[str(dtype)]
+
+# %% ../nbs/23_train.ipynb #b7c1a004
+def _bad_number(v, name:str, lo=None, lo_ok:bool=True, integer:bool=False, optional:bool=False)->str|None:
+    if v is None: return None if optional else f"--{name} is required"
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or (integer and float(v) != int(v)) or not math.isfinite(v):
+        return f"--{name} must be {'a whole number' if integer else 'a finite number'}, not {v!r}"
+    if lo is not None and (v < lo or (v == lo and not lo_ok)): return f"--{name} must be {'at least' if lo_ok else 'more than'} {lo}, not {v}"
+    return None
+
+def check_train_settings(
+    lr:float=2e-4, batch_size:int=8, grad_accum:int=1, seq_len:int=512, # the training knobs of `train` (same names)
+    max_steps:int|None=None, epochs:float=1.0, warmup:float=0.05, eval_every:int|None=50,
+    save_every:int|None=None, keep_last:int=2, grad_clip:float=1.0, weight_decay:float=0.0,
+    schedule:str='cosine',
+):  # raises `TunebookError` with one line per wrong setting
+    "Refuse training settings that cannot train (or cannot be run), naming the option and a value that works."
+    if isinstance(lr, (int, float)) and not isinstance(lr, bool) and math.isfinite(lr):
+        if lr < 0: raise TunebookError(f"--lr must be positive, not {lr}: a negative learning rate climbs the loss instead of lowering it. Try --lr 2e-4.")
+        if lr == 0: raise TunebookError("--lr is 0: no weight can change, so the run would learn nothing while looking like it trained. Try --lr 2e-4 (LoRA) or 2e-5 (full).")
+    bad = [_bad_number(lr, 'lr', 0, False), _bad_number(batch_size, 'batch-size', 1, integer=True),
+           _bad_number(grad_accum, 'grad-accum', 1, integer=True), _bad_number(seq_len, 'seq-len', 8, integer=True),
+           _bad_number(max_steps, 'max-steps', 1, integer=True, optional=True), _bad_number(epochs, 'epochs', 0, False),
+           _bad_number(warmup, 'warmup', 0), _bad_number(eval_every, 'eval-every', 1, integer=True, optional=True),
+           _bad_number(save_every, 'save-every', 1, integer=True, optional=True), _bad_number(keep_last, 'keep-last', 0, integer=True),
+           _bad_number(grad_clip, 'grad-clip', 0), _bad_number(weight_decay, 'weight-decay', 0)]
+    if schedule not in ('cosine', 'linear', 'constant_with_warmup'): bad.append(f"--schedule must be cosine, linear or constant_with_warmup, not {schedule!r}")
+    if bad := [b for b in bad if b]: raise TunebookError('; '.join(bad) + '.')
+
+def plan_steps(
+    n_rows:int,             # rows in the training split (packed rows when packing)
+    batch_size:int,         # rows per micro-batch
+    grad_accum:int=1,       # micro-batches per optimizer step
+    epochs:float=1.0,       # passes over the data
+    max_steps:int|None=None, # a fixed number of steps (wins over `epochs`)
+)->dict:                    # steps_per_epoch, total
+    "The optimizer steps a run will take, computed the way the Trainer does."
+    batches = math.ceil(n_rows/batch_size)
+    per_epoch = max(batches//grad_accum + int(batches % grad_accum > 0), 1)
+    return dict(steps_per_epoch=per_epoch, total=int(max_steps) if max_steps else math.ceil(epochs*per_epoch))
+
+SHORT_RUN = 10 # fewer optimizer steps than this: say that the run is too short to learn much
 
 # %% ../nbs/23_train.ipynb #259b5cc0
 def train(
@@ -360,7 +443,7 @@ def train(
     epochs:float=1.0,           # passes over the training data
     batch_size:int=8,           # rows per micro-batch
     grad_accum:int=1,           # micro-batches per optimizer step
-    seq_len:int=512,            # tokens per row (longer examples are truncated, and counted)
+    seq_len:int=512,            # tokens per row (longer examples are truncated; rows left with no answer are dropped, and counted)
     lr:float=2e-4,              # peak learning rate
     packing:bool=True,          # pack examples into full rows (isolated; not for prefix/prompt tuning)
     eval_every:int|None=50,     # evaluate on the validation split every N steps (None: only at the end)
@@ -383,6 +466,8 @@ def train(
     **method_kwargs,            # passed to `apply_method` (r, alpha, dropout, targets, num_virtual_tokens)
 )->dict:                        # the run summary (also written to `out/summary.json`)
     "Fine-tune `model` on the prepared data in `data_dir` and write a run folder to `out`."
+    check_train_settings(lr, batch_size, grad_accum, seq_len, max_steps, epochs, warmup, eval_every, save_every, keep_last,
+                         grad_clip, weight_decay, schedule)
     data_dir, run = Path(data_dir), RunDir(out)
     ds, report = _load_prepared(data_dir)
     task = _task_of(ds, report, task)
@@ -390,6 +475,12 @@ def train(
         try: from tunebook.classify import train_classifier
         except ImportError as e: raise TunebookError(f"{data_dir} holds a classification task, which needs tunebook.classify ({e}).")
         from tunebook.models import MINILM
+        given = dict(locals())
+        unused = [k for k, d in dict(grad_accum=1, packing=True, eval_every=50, early_stopping=None, save_every=None, keep_last=2,
+                  warmup=0.05, schedule='cosine', grad_clip=1.0, grad_ckpt=False, dtype=None, overflow='truncate', weight_decay=0.0).items()
+                  if given[k] != d] + [k for k in method_kwargs if k not in ('r', 'alpha', 'targets') or (k == 'targets' and method_kwargs[k] != 'auto')]
+        if unused and verbose: print(f"note: a classification run does not use {', '.join('--' + k.replace('_', '-') for k in unused)}: "
+                                     f"those settings are ignored (see `tunebook train --help` and the classification lesson).")
         kw = {k: v for k, v in method_kwargs.items() if k in ('r', 'alpha')}
         res = train_classifier(data_dir, out, model=MINILM if model == DEFAULT_MODEL else model, method=method, epochs=epochs,
                                max_steps=max_steps or -1, lr=None if lr == 2e-4 else lr, batch_size=batch_size,
@@ -398,7 +489,7 @@ def train(
         return read_json(RunDir(out).summary) if RunDir(out).summary.exists() else dict(run=str(res))
     if task not in ('chat', 'text'): raise TunebookError(f"Unknown task {task!r}: expected 'chat', 'text' or 'classification'.")
     if method not in METHODS: raise TunebookError(f"Unknown method '{method}'. Choose one of: {', '.join(METHODS)}.")
-    if run.summary.exists() and resume and not overwrite: return read_json(run.summary)
+    finished = read_json(run.summary) if (run.summary.exists() and resume and not overwrite) else None
     _check_run_dir(run, resume, overwrite)
     if packing and method in VIRTUAL_TOKEN_METHODS:
         if verbose: print(f"note: method='{method}' prepends virtual tokens, which packed rows cannot hold; training unpacked.")
@@ -409,11 +500,28 @@ def train(
     dtype = _dtype_of(dtype) or default_dtype(device)
     seed_everything(seed)
     base, tok = load_for_method(model, method, dtype=dtype, device=device)
+    if (npos := getattr(base.config, 'max_position_embeddings', None)) and seq_len > npos:
+        raise TunebookError(f"--seq-len {seq_len} is longer than {model} can read ({npos} positions): use --seq-len {npos} or less.")
     train_ds, val_ds, collate, tok_stats = prepare_splits(ds, tok, task, seq_len, packing, overflow, verbose)
+    notes, used_bs = [], batch_size
+    if batch_size > len(train_ds):
+        used_bs = len(train_ds)
+        notes.append(f"--batch-size {batch_size} is larger than the {len(train_ds)} training {'packed rows' if packing else 'rows'}: "
+                     f"each batch holds {used_bs}")
+        if verbose: print('note: ' + notes[-1])
+    plan = plan_steps(len(train_ds), used_bs, grad_accum, epochs, max_steps)
+    if finished is not None: _check_finished(run, finished, plan['total'], max_steps, epochs)
+    if plan['total'] < SHORT_RUN:
+        k = math.ceil(2*SHORT_RUN/plan['steps_per_epoch'])
+        notes.append(f"only {plan['total']} optimizer step{'s'[:plan['total'] != 1]} ({len(train_ds)} training rows, batch {used_bs}"
+                     f"{f' x {grad_accum} accumulation' if grad_accum > 1 else ''}): too few to learn much; " +
+                     (f"try --max-steps {2*SHORT_RUN} or more" if max_steps else f"try --epochs {k} (about {k*plan['steps_per_epoch']} steps)") +
+                     " or a smaller --batch-size")
+        if verbose: print('note: ' + notes[-1])
     seed_everything(seed)
     net = apply_method(base, method, grad_ckpt=grad_ckpt, **method_kwargs)
     trainer = _make_trainer(net, run, train_ds, val_ds, collate, device=device, dtype=dtype, max_steps=max_steps,
-                            epochs=epochs, batch_size=batch_size, grad_accum=grad_accum, lr=lr, eval_every=eval_every,
+                            epochs=epochs, batch_size=used_bs, grad_accum=grad_accum, lr=lr, eval_every=eval_every,
                             save_every=save_every, keep_last=keep_last, seed=seed, warmup=warmup, schedule=schedule,
                             grad_clip=grad_clip, weight_decay=weight_decay)
     live = LivePlot() if (live_plot if live_plot is not None else _in_notebook()) else None
@@ -421,7 +529,12 @@ def train(
     trainer.remove_callback(PrinterCallback) # the bar shows the figures; metrics.jsonl keeps them all
     cb.st['config'] = config
     ck = latest_checkpoint(run.checkpoints, verbose=verbose) if resume else None
-    if resume and verbose: print(f"resuming from {ck}" if ck else "no complete checkpoint to resume from: starting from step 0")
+    if finished is not None:
+        if ck is None: raise TunebookError(f"{run.root} is finished but holds no complete checkpoint to continue from: "
+                                           f"train again with --overwrite (or into a new --out) with the longer target.")
+        print(f"continuing the finished run from {ck.name} (step {_step_of(ck)}) to step {plan['total']}: "
+              f"the learning-rate schedule is re-planned for {plan['total']} steps")
+    elif resume and verbose: print(f"resuming from {ck}" if ck else "no complete checkpoint to resume from: starting from step 0")
     for stale in run.checkpoints.glob('.staging-*'): shutil.rmtree(stale, ignore_errors=True) # saves cut short by a crash
     if ck: cb.resume_from(ck)
     else: run.root.mkdir(parents=True, exist_ok=True); run.metrics.unlink(missing_ok=True)
@@ -432,7 +545,18 @@ def train(
     if early_stopping and (b := cb.restore_best()) is not None and verbose:
         print(f"early stopping: the saved adapter holds the best weights, from step {b}")
     return _finish(trainer, cb, run, tok, model=model, method=method, task=task, config=config, device=device, dtype=dtype,
-                   data_dir=data_dir, report=report, tok_stats=tok_stats, runtime=time.time()-t0, verbose=verbose)
+                   data_dir=data_dir, report=report, tok_stats=tok_stats, runtime=time.time()-t0, verbose=verbose,
+                   notes=notes, batch_size_used=used_bs, base=base)
+
+# %% ../nbs/23_train.ipynb #b7c1a006
+def _check_finished(run:RunDir, summary:dict, target:int, max_steps, epochs):
+    "Refuse to 'resume' a finished run that has nothing left to do; say how to train it longer."
+    done = int(summary.get('steps') or 0)
+    if target <= done:
+        asked = f"--max-steps {max_steps}" if max_steps else f"--epochs {epochs:g} ({target} steps)"
+        raise TunebookError(f"{run.root} is a finished run: it trained {done} steps and {asked} asks for no more, so there is nothing to "
+                            f"resume. To train it longer, pass a larger target with --resume (e.g. --max-steps {2*done} --resume, "
+                            f"or more --epochs); to start again, --overwrite.")
 
 # %% ../nbs/23_train.ipynb #84643a5e
 RESUME_MUST_MATCH = ('model', 'method', 'batch_size', 'grad_accum', 'seq_len', 'lr', 'packing', 'seed', 'warmup', 'schedule',
@@ -452,7 +576,7 @@ def _make_trainer(net, run:RunDir, train_ds, val_ds, collate, device, dtype, max
         output_dir=str(run.checkpoints), seed=seed, data_seed=seed,
         max_steps=max_steps or -1, num_train_epochs=epochs,
         per_device_train_batch_size=batch_size, per_device_eval_batch_size=batch_size, gradient_accumulation_steps=grad_accum,
-        learning_rate=lr, lr_scheduler_type=schedule, warmup_steps=warmup, max_grad_norm=grad_clip or 0.0,
+        learning_rate=lr, lr_scheduler_type=schedule, warmup_steps=0, max_grad_norm=grad_clip or 0.0, # warmup: `create_scheduler`
         weight_decay=weight_decay, optim='adamw_torch',
         eval_strategy='steps' if (val_ds is not None and eval_every) else 'no', eval_steps=eval_every,
         save_strategy='steps', save_steps=save_every, save_total_limit=None,
@@ -463,45 +587,78 @@ def _make_trainer(net, run:RunDir, train_ds, val_ds, collate, device, dtype, max
     tb = TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(run.logs)))
     run.checkpoints.mkdir(parents=True, exist_ok=True)
     return TunebookTrainer(model=net, args=args, train_dataset=train_ds, eval_dataset=val_ds, data_collator=collate,
-                           callbacks=[tb], keep_last=keep_last)
+                           callbacks=[tb], keep_last=keep_last, warmup=warmup, schedule=schedule)
 
 # %% ../nbs/23_train.ipynb #3da3d749
+def _dropped(tok_stats:dict)->dict:
+    "Rows dropped per split, and why (never called 'truncated': a truncated row is still trained)."
+    out = {}
+    for split, st in tok_stats.items():
+        d = dict(no_answer_left_after_seq_len=st.get('dropped_no_target', 0), longer_than_seq_len=st.get('dropped_too_long', 0))
+        out[split] = dict(d, total=sum(d.values()), of=st.get('examples', 0), truncated_and_kept=st.get('truncated', 0))
+    return out
+
+def learned_nothing(
+    summary:dict, # a run summary (needs `max_param_change`, `train_losses`, `lr_per_step`)
+)->list:          # the reasons the run may have learned nothing; empty when it trained
+    "Why a finished run looks like it changed nothing: unmoved weights, a flat loss, steps at learning rate 0."
+    out, losses, lrs = [], summary.get('train_losses') or [], summary.get('lr_per_step') or []
+    if summary.get('max_param_change') == 0.0: out.append('the trained parameters did not change at all')
+    if len(losses) >= 3 and max(losses) - min(losses) <= 1e-6*max(1.0, abs(losses[0])): out.append(f'the training loss never moved ({losses[0]:.4g})')
+    if (z := sum(lr == 0 for lr in lrs)): out.append(f'{z} of {len(lrs)} optimizer steps applied a learning rate of 0')
+    return out
+
 def _finish(trainer, cb, run:RunDir, tok, model, method, task, config, device, dtype, data_dir, report, tok_stats,
-            runtime, verbose)->dict:
-    "Save the final adapter (or model), the loss plot and `summary.json`."
+            runtime, verbose, notes=(), batch_size_used=None, base=None)->dict:
+    "Save the final adapter (or model), the loss plot and `summary.json`; say loudly when the run learned nothing."
     net = trainer.model
     if bad := _nonfinite_params(net): raise TunebookError(f"The final weights hold NaN/inf ({bad[0]}); nothing was saved.")
     full = method == 'full'
+    ref = base_reference(model, base.config if base is not None else None)
     with atomic_dir(run.model if full else run.adapter, overwrite=True) as tmp:
         if not full:
-            for c in net.peft_config.values(): c.base_model_name_or_path = str(model) # the name the user gave, never a cache path
+            for c in net.peft_config.values(): c.base_model_name_or_path = ref['name'] # alias, Hub id or absolute path; never a cache path
         with warnings.catch_warnings(): # PEFT looks the name up to see if the vocabulary changed; an alias is ours, not a Hub id
             warnings.filterwarnings('ignore', message='Could not find a config file')
             net.save_pretrained(tmp)
         tok.save_pretrained(tmp)
+        if not full: write_json(tmp/'tunebook_base.json', ref) # resolves from any folder; the fingerprint catches a different base
     recs = read_metrics(run.metrics)
     train_losses = [r['loss'] for r in recs if 'loss' in r]
     val_losses = [r['eval_loss'] for r in recs if 'eval_loss' in r]
     plot_losses(recs, run.loss_plot)
     import matplotlib.pyplot as plt; plt.close('all')
-    t = cb.st['train_time']
+    t, lrs = cb.st['train_time'], cb.st.get('lr_per_step', [])
     summary = dict(
-        base_model=str(model), task=task, method=method, config=config, steps=trainer.state.global_step,
+        base_model=ref['name'], base_reference=ref, task=task, method=method, config=config, steps=trainer.state.global_step,
+        planned_steps=cb.st.get('planned_steps'), warmup_steps=cb.st.get('warmup_steps'), batch_size_used=batch_size_used,
+        lr_per_step=[float(f"{x:.6g}") for x in lrs],
         train_loss=train_losses[-1] if train_losses else None, val_loss=val_losses[-1] if val_losses else None,
         first_val_loss=val_losses[0] if val_losses else None, best_val_loss=cb.st['best_val'], best_step=cb.st['best_step'],
+        train_losses=train_losses, max_param_change=cb.param_change(),
         real_tokens=trainer.real_tokens, tokens_per_s=round(trainer.real_tokens/max(t, 1e-9), 1), train_time_s=round(t, 2),
         tokens_per_cpu_s=round(trainer.real_tokens/max(cb.st.get('train_cpu', 0), 1e-9), 1),
-        peak_memory_mb=_peak_memory_mb(device), runtime_s=round(runtime, 2), device=str(device),
+        peak_memory_mb=peak_memory_mb(device), runtime_s=round(runtime, 2), device=str(device),
         dtype=str(dtype).replace('torch.', ''), trainable_params=sum(p.numel() for p in net.parameters() if p.requires_grad),
-        tokens=tok_stats, data_dir=str(data_dir),
+        tokens=tok_stats, dropped=_dropped(tok_stats), data_dir=str(Path(data_dir).resolve()),
         data_report={k: v for k, v in report.items() if k in ('task', 'counts', 'drops', 'split_hashes', 'hashes', 'splits', 'seed')},
-        artifact=str((run.model if full else run.adapter).name),
+        artifact=str((run.model if full else run.adapter).name), notes=list(notes),
         restored_best_step=cb.st['best_step'] if cb.best is not None and config.get('early_stopping') else None)
+    summary['learned_nothing'] = learned_nothing(summary)
     write_json(run.summary, summary)
     if verbose:
-        print(f"done: {summary['steps']} steps, train loss {summary['train_loss']}, validation loss {summary['val_loss']}, "
-              f"{summary['tokens_per_s']} real tokens/s, peak memory {summary['peak_memory_mb']} MB -> {run.root}")
+        d = summary['dropped'].get('train', {})
+        drop = (f", dropped {d['total']} of {d['of']} training rows ({d['no_answer_left_after_seq_len']} with no answer left after "
+                f"cutting to seq_len {config.get('seq_len')}, {d['longer_than_seq_len']} longer than seq_len)" if d.get('total') else '')
+        short = f" (only {summary['steps']}: too few to learn much, see the note above)" if summary['steps'] < SHORT_RUN else ''
+        print(f"done: {summary['steps']} step{'s'[:summary['steps'] != 1]}{short}, train loss {_num(summary['train_loss'])}, validation loss {_num(summary['val_loss'])}"
+              f"{drop}, {summary['tokens_per_s']} real tokens/s, peak memory {_num(summary['peak_memory_mb'])} MB -> {run.root}")
+    if summary['learned_nothing']:
+        print(f"WARNING: this run learned nothing: {'; '.join(summary['learned_nothing'])}. Check --lr, the number of steps "
+              f"and the data (summary.json: learned_nothing).", file=sys.stderr if not verbose else sys.stdout)
     return summary
+
+def _num(v)->str: return 'n/a' if v is None else f"{v:.4g}" if isinstance(v, float) else str(v)
 
 # %% ../nbs/23_train.ipynb #1a086eaa
 @call_parse
@@ -533,7 +690,10 @@ def train_cli(
     "Fine-tune a model on prepared data and write a run folder."
     if not out: raise TunebookError("--out RUN_DIR is required: the folder where the adapter, checkpoints and metrics go.")
     tg = targets if targets in ('auto', 'attention', 'all-linear') else [t.strip() for t in targets.split(',') if t.strip()]
-    kw = dict(r=r, targets=tg) if method in ('lora', 'dora', 'rslora', 'qlora') else {}
+    lora = method in ('lora', 'dora', 'rslora', 'qlora')
+    if not lora and (r != 16 or targets != 'auto'): # never accept an option and ignore it
+        raise TunebookError(f"--r and --targets set the LoRA adapter; method '{method}' has none. Drop them, or use --method lora.")
+    kw = dict(r=r, targets=tg) if lora else {}
     train(data_dir, out, model=model, method=method, task=task, max_steps=max_steps, epochs=epochs, batch_size=batch_size,
           grad_accum=grad_accum, seq_len=seq_len, lr=lr, packing=packing, eval_every=eval_every,
           early_stopping=early_stopping, save_every=save_every, keep_last=keep_last, resume=resume, overwrite=overwrite,
