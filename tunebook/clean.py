@@ -14,13 +14,15 @@ from datasets import Dataset, DatasetDict, Features, Value, load_from_disk
 from fastcore.script import call_parse, Param
 from .core import TunebookError, atomic_dir, atomic_file, write_json, read_json
 from .models import DEFAULT_MODEL, load_tokenizer
-from .data import read_inputs, format_problems, to_dataset, FORMATS
+from .data import read_inputs, format_problems, to_dataset, FORMATS, Problem
 
 # %% auto #0
-__all__ = ['CONTRACTIONS', 'PII_PATTERNS', 'DROP_REASONS', 'looks_like_html', 'strip_html', 'clean_text', 'luhn_ok', 'iban_ok',
-           'scrub_pii', 'dedup_text', 'normal_words', 'exact_keys', 'shingle_hashes', 'shingles', 'minhash_signatures',
-           'lsh_bands', 'jaccard', 'near_duplicates', 'chunk_text', 'token_lengths', 'split_indices', 'leakage',
-           'split_hash', 'plot_lengths', 'prep', 'class_balance', 'load_prepared', 'prep_cli', 'summary']
+__all__ = ['CONTRACTIONS', 'VERSION_WORDS', 'NOT_PHONE_WORDS', 'PHONE_WORDS', 'PHONE_REGIONS', 'PII_PATTERNS', 'DROP_REASONS',
+           'looks_like_html', 'strip_html', 'clean_text', 'luhn_ok', 'iban_ok', 'context_words', 'ip_ok', 'phone_ok',
+           'scrub_pii', 'dedup_text', 'dedup_turns', 'normal_words', 'exact_key', 'exact_keys', 'parts_similarity',
+           'shingle_hashes', 'shingles', 'minhash_signatures', 'lsh_bands', 'jaccard', 'near_duplicates', 'chunk_text',
+           'token_lengths', 'split_indices', 'leakage', 'split_hash', 'plot_lengths', 'check_settings', 'prep',
+           'class_balance', 'load_prepared', 'prep_cli', 'summary']
 
 # %% ../nbs/11_clean.ipynb #93930344
 _TAG = re.compile(r'</?(?:html|head|body|div|p|br|span|a|b|i|em|strong|u|ul|ol|li|h[1-6]|table|thead|tbody|tr|td|th|img|pre|code|'
@@ -29,11 +31,16 @@ _DOC = re.compile(r'<(?:!doctype|html|body|head|script|style)\b', re.I)
 _BLOCK = {'p', 'div', 'br', 'li', 'tr', 'h1', 'h2', 'h3', 'h4', 'h5', 'h6', 'pre', 'blockquote', 'section', 'article', 'table', 'ul', 'ol', 'hr', 'title', 'header', 'footer'}
 
 class _TextOnly(HTMLParser):
-    "Collect the text of an HTML document, dropping scripts and styles, with newlines at block boundaries."
-    def __init__(self): super().__init__(convert_charrefs=True); self.out, self.skip = [], 0
+    "Collect the text of an HTML document, dropping scripts and styles, with newlines at block boundaries and ' | ' between table cells."
+    def __init__(self): super().__init__(convert_charrefs=True); self.out, self.skip, self.cells = [], 0, 0
     def handle_starttag(self, tag, attrs):
         if tag in ('script', 'style', 'noscript'): self.skip += 1
-        elif tag in _BLOCK: self.out.append('\n')
+        elif tag in ('td', 'th'):
+            if self.cells: self.out.append(' | ')
+            self.cells += 1
+        elif tag in _BLOCK:
+            self.out.append('\n')
+            if tag == 'tr': self.cells = 0
     def handle_endtag(self, tag):
         if tag in ('script', 'style', 'noscript'): self.skip = max(0, self.skip - 1)
         elif tag in _BLOCK: self.out.append('\n')
@@ -51,7 +58,7 @@ def strip_html(s:str)->str: # the visible text of `s`
     return ''.join(p.out)
 
 # %% ../nbs/11_clean.ipynb #6eb41046
-_CONTROL = re.compile('[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200d\u2060\ufeff]')
+_CONTROL = re.compile('[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufeff\ufffe\uffff]')  # never meaningful in text; ZWJ/ZWNJ/ZWSP are (Persian, Hindi, emoji, Thai)
 _HSPACE = re.compile(r'(?<=\S)[ \t\u00a0\u2000-\u200a\u202f\u3000]{2,}|[\u00a0\u2000-\u200a\u202f\u3000]')
 _TRAIL = re.compile(r'[ \t]+(?=\n|$)')
 _BLANKS = re.compile(r'\n{3,}')
@@ -63,7 +70,7 @@ def clean_text(
     s:str,                # the text
     html:bool=True,       # strip markup where the text is clearly HTML
     unicode:bool=True,    # normalise to NFC (one encoding per character)
-    controls:bool=True,   # drop control and zero-width characters (tabs and newlines stay)
+    controls:bool=True,   # drop C0/C1 control characters and stray BOMs (tabs, newlines and the zero-width (non-)joiners stay)
     whitespace:bool=True, # collapse space runs inside lines, trailing spaces, 3+ newlines; strip the ends
     lower:bool=False,     # lowercase (off: it hurts generation)
     contractions:bool=False, # expand "don't" -> "do not" (off: it hurts generation)
@@ -94,19 +101,45 @@ def iban_ok(s:str)->bool: # True when `s` (spaces allowed) passes the IBAN mod-9
     s = s.replace(' ', '').upper()
     return 15 <= len(s) <= 34 and int(''.join(str(int(c, 36)) for c in s[4:] + s[:4])) % 97 == 1
 
-def _ip_ok(s):
-    try: ipaddress.ip_address(s); return True
-    except ValueError: return False
+_CAMEL = re.compile(r'[A-Z]?[a-z]+|[A-Z]+(?![a-z])')
+def context_words(before:str, n:int=3)->set: # the last `n` words before a match, lowercased ('LinkedAccountId' -> linked, account, id)
+    "Words just before a candidate, camelCase split, for the context checks of the validators."
+    return {w.lower() for w in _CAMEL.findall(' '.join(re.findall(r'[A-Za-z]+', before[-40:])[-n:]))}
 
-def _phone_ok(s):
+VERSION_WORDS = {'version', 'versions', 'ver', 'v', 'release', 'released', 'build', 'firmware', 'fw', 'assembly', 'package', 'pkg',
+                 'update', 'patch', 'kernel', 'driver', 'sdk', 'rev', 'revision', 'upgrade', 'upgraded', 'tag', 'python', 'node', 'os'}
+NOT_PHONE_WORDS = {'batch', 'lot', 'order', 'invoice', 'ref', 'reference', 'id', 'account', 'acct', 'isbn', 'issn', 'build', 'version',
+                   'serial', 'sku', 'tracking', 'ticket', 'case', 'po', 'part', 'model', 'item', 'code', 'zip', 'postcode', 'pin', 'otp',
+                   'customer', 'member', 'policy', 'receipt', 'transaction', 'txn', 'job', 'run', 'issue', 'pr', 'commit', 'doi', 'ean', 'upc',
+                   'gtin', 'asin', 'patent', 'lat', 'long', 'latitude', 'longitude', 'coordinates', 'total', 'amount', 'eur', 'usd', 'gbp'}
+PHONE_WORDS = {'call', 'phone', 'tel', 'telephone', 'mobile', 'cell', 'fax', 'ring', 'text', 'whatsapp', 'sms', 'dial', 'contact', 'reach', 'hotline'}
+PHONE_REGIONS = ('US', 'GB', 'FR', 'DE', 'IN', 'AU', 'CA', 'ES', 'IT', 'NL', 'BR', 'JP', 'CN', 'IE', 'CH', 'BE') # tried for numbers without a country code
+
+def ip_ok(s:str, before:str='')->bool: # True for a valid IPv4/IPv6 address not introduced as a version ('fw 2.4.10.11')
+    "An IP address: every octet in range (`ipaddress`), and not right after a version word."
+    try: ipaddress.ip_address(s)
+    except ValueError: return False
+    return ':' in s or not (context_words(before) & VERSION_WORDS or before.rstrip('("\' ').endswith(('v', 'V')))
+
+_DATE = re.compile(r'\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{4}')
+
+def phone_ok(s:str, before:str='')->bool: # True when `phonenumbers` says `s` is a valid number and the context does not say otherwise
+    "A phone number: valid by the `phonenumbers` library (international, or national in a common region), not a date, not after an id word ('batch', 'order', 'ISBN')."
+    import phonenumbers
     d = re.sub(r'\D', '', s)
-    if s.startswith(('+', '00')): return 8 <= len(d) <= 15
-    if re.fullmatch(r'\d{4}[-/.]\d{2}[-/.]\d{2}|\d{2}[-/.]\d{2}[-/.]\d{4}', s): return False  # dates
-    groups = re.findall(r'\d+', s)
-    return 9 <= len(d) <= 12 and len(groups) >= 3 and (len(groups[-1]) >= 3 or all(len(g) == 2 for g in groups[1:]) and s[0] == '0')
+    if not 7 <= len(d) <= 15 or _DATE.fullmatch(s.strip()): return False
+    ctx = context_words(before)
+    if ctx & NOT_PHONE_WORDS and not ctx & PHONE_WORDS: return False
+    try:
+        if s.startswith(('+', '00')): return phonenumbers.is_valid_number(phonenumbers.parse('+' + s[2:] if s.startswith('00') else s, None))
+        g = re.findall(r'\d+', s)  # a national number looks like one (9-12 digits in 3+ groups) unless the text says "call", "phone"...
+        if not ctx & PHONE_WORDS and not (9 <= len(d) <= 12 and len(g) >= 3 and (len(g[-1]) >= 3 or all(len(x) == 2 for x in g[1:]) and s[0] == '0')):
+            return False
+        return any(phonenumbers.is_valid_number(phonenumbers.parse(s, r)) for r in PHONE_REGIONS)
+    except phonenumbers.NumberParseException: return False
 
 # %% ../nbs/11_clean.ipynb #47a3246e
-PII_PATTERNS = [ # (type, regex, validator or None); applied in this order, each hit -> `<TYPE>`
+PII_PATTERNS = [ # (type, regex, validator(text, text before it) or None); applied in this order, each hit -> `<TYPE>`
     ('SECRET', re.compile(r'-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----|'
                           r'\b(?:hf_[A-Za-z0-9]{30,}|sk-(?:proj-|ant-|live_|test_)?[A-Za-z0-9_\-]{20,}|(?:AKIA|ASIA)[0-9A-Z]{16}|'
                           r'gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,}|xox[abprs]-[A-Za-z0-9-]{10,}|AIza[0-9A-Za-z_\-]{35}|'
@@ -114,11 +147,11 @@ PII_PATTERNS = [ # (type, regex, validator or None); applied in this order, each
                           r'(?:(?<=(?i:aws_secret_access_key)=)|(?<=(?i:aws_secret_access_key) = )|(?<=(?i:aws_secret_access_key): )|'
                           r'(?<=(?i:aws_secret_access_key)=")|(?<=(?i:aws_secret_access_key): "))[A-Za-z0-9/+=]{40}'), None),
     ('EMAIL', re.compile(r'\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b'), None),
-    ('IBAN', re.compile(r'\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b'), iban_ok),
-    ('CREDIT_CARD', re.compile(r'(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])'), lambda s: luhn_ok(re.sub(r'\D', '', s))),
+    ('IBAN', re.compile(r'\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b'), lambda s, b: iban_ok(s)),
+    ('CREDIT_CARD', re.compile(r'(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])'), lambda s, b: luhn_ok(re.sub(r'\D', '', s)) and not context_words(b) & {'isbn', 'ean', 'gtin', 'upc'}),
     ('IP_ADDRESS', re.compile(r'(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|(?:\d{1,3}\.){3}\d{1,3})?(?![\w:])|'
-                              r'(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?!\w|\.\d)'), _ip_ok),
-    ('PHONE', re.compile(r'(?<![\w+.-])(?:\+|00|\()?\d[\d \t().-]{5,}\d(?![\w-])'), _phone_ok),
+                              r'(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?!\w|\.\d)'), ip_ok),
+    ('PHONE', re.compile(r'(?<![\w+.,/-])(?:\+|00|\()?\d[\d \t().-]{5,}\d(?![\w/-]|[.,]\d)'), phone_ok),
 ]
 _DIGIT, _AT = re.compile(r'\d'), '@'
 _SECRET_HINTS = ('hf_', 'sk-', 'AKIA', 'ASIA', 'ghp_', 'gho_', 'ghu_', 'ghs_', 'ghr_', 'github_pat_', 'xox', 'AIza', 'glpat-', 'eyJ', 'PRIVATE KEY')
@@ -128,7 +161,7 @@ def scrub_pii(
     s:str,              # the text
     types=None,         # PII types to scrub (all of `PII_PATTERNS` if None)
 )->tuple:               # (text with placeholders, Counter of hits by type)
-    "Replace emails, phone numbers, cards, IBANs, IP addresses and secrets with typed placeholders like `<EMAIL>`."
+    "Replace emails, phone numbers, cards, IBANs, IP addresses and secrets with typed placeholders like `<EMAIL>`; numbers are checked (checksums, `phonenumbers`, IP ranges) and their context read."
     hits, digits = Counter(), _DIGIT.search(s) is not None
     for name, rx, ok in PII_PATTERNS:
         if types and name not in types: continue
@@ -139,31 +172,57 @@ def scrub_pii(
             t = m[0]
             if ok is not None:  # trim trailing separators the loose pattern swallowed, then validate
                 t = t.rstrip(' \t.-(')
-                if not ok(t.strip()): return m[0]
+                if not ok(t.strip(), m.string[max(0, m.start()-40):m.start()]): return m[0]
             hits[name] += 1
             return f"<{name}>" + m[0][len(t):]
         s = rx.sub(sub, s)
     return s, hits
 
 # %% ../nbs/11_clean.ipynb #cb2f92ac
-_WORD = re.compile(r'\w+')
+_WORD = re.compile(r'\w+|[^\w\s]')  # words, and every sign and operator on its own: '2+2' -> 2, +, 2
 
 def dedup_text(row:dict)->str: # the text two rows are compared on
     "The text of a row for duplicate detection: its non-system turns, or its text."
     if 'messages' in row: return '\n'.join(m['content'] for m in row['messages'] if m['role'] != 'system')
     return row['text']
 
-def normal_words(s:str)->list: # lowercase words, no punctuation
-    "The words of `s`, lowercased, with punctuation and spacing gone."
+def dedup_turns(row:dict)->list: # the turns (or the one text) two rows are compared on, part by part
+    "The parts of a row for near-duplicate confirmation: each non-system turn, or the text."
+    if 'messages' in row: return [m['content'] for m in row['messages'] if m['role'] != 'system']
+    return [row['text']]
+
+def normal_words(s:str)->list: # lowercase words and symbols
+    "The tokens of `s`, lowercased: words, and each sign, operator and punctuation mark (`-3` and `3`, `2+2` and `2*2` stay apart)."
     return _WORD.findall(s.lower())
+
+def exact_key(s:str)->str: # the text under the normalisation exact dedup uses
+    "What exact dedup compares: the text in NFC, case-folded, with runs of whitespace as one space; nothing else changes."
+    return ' '.join(unicodedata.normalize('NFC', s).casefold().split())
 
 def exact_keys(
     texts:list,       # the texts
-    words=None,       # their `normal_words`, if already computed
+    words=None,       # unused (kept for callers that pass precomputed words)
 )->np.ndarray:        # one 64-bit hash per text
-    "Hash each text's normalised words, so that case, punctuation and spacing do not matter."
-    words = words if words is not None else [normal_words(t) for t in texts]
-    return np.array([xxhash.xxh64_intdigest(' '.join(w).encode()) for w in words], dtype=np.uint64)
+    "Hash each text's `exact_key`: rows are exact duplicates when they differ at most by Unicode form, case and spacing."
+    return np.array([xxhash.xxh64_intdigest(exact_key(t).encode()) for t in texts], dtype=np.uint64)
+
+_MEANING = set('+-*/^%=<>~|&$€£¥°')  # tokens whose change changes the meaning
+_SENTENCE = re.compile(r'(?<=[.!?;:\u3002\uff01\uff1f])\s+|\n+')
+
+def parts_similarity(
+    a:list, b:list,     # `dedup_turns` of two rows
+)->float:               # the lowest similarity over the turns (0 when the turns do not line up)
+    "How alike two rows are turn by turn: sentences both turns share are set aside; what is left must be alike (token-set Jaccard), or be only on one side (an added footer)."
+    if len(a) != len(b): return 0.0
+    sims = []
+    for x, y in zip(a, b):
+        sx, sy = (Counter(' '.join(normal_words(u)) for u in _SENTENCE.split(t) if u.strip()) for t in (x, y))
+        ux, uy = sx - sy, sy - sx  # sentences only one of the two has: a different question or answer, an edit, a footer
+        if not ux or not uy: sims.append(1.0); continue
+        u, v = ({w for s_ in d for w in s_.split() if w[0].isalnum() or w[0] == '_' or w in _MEANING} for d in (ux, uy))  # punctuation aside
+        if any(w.isdigit() or w in _MEANING for w in u ^ v): sims.append(0.0); continue  # another number, sign or operator: another question
+        sims.append(len(u & v) / max(1, len(u | v)))
+    return min(sims, default=1.0)
 
 # %% ../nbs/11_clean.ipynb #df3c6fe8
 _K = np.uint64(0x9E3779B97F4A7C15)
@@ -255,8 +314,10 @@ def near_duplicates(
     seed:int=1,            # MinHash seed
     shingled=None,         # `shingle_hashes` of the texts, if already computed
     sig=None,              # `minhash_signatures` of the texts, if already computed
+    turns=None,            # `dedup_turns` of each row: when given, a pair must also be alike part by part (`parts_similarity`)
+    scores:dict|None=None, # filled with {duplicate index: similarity} (the lower of the whole-text and part-by-part figures)
 )->dict:                   # {duplicate index: index of an earlier row it was confirmed against}
-    "Find near-duplicate rows with MinHash LSH, confirming every candidate pair with the exact Jaccard similarity."
+    "Find near-duplicate rows with MinHash LSH, confirming every candidate pair with the exact Jaccard similarity (and, given `turns`, part by part)."
     if sig is None:
         if shingled is None: shingled = shingle_hashes([normal_words(t) for t in texts], ngram)
         sig = minhash_signatures(shingled, num_perm, seed)
@@ -279,7 +340,11 @@ def near_duplicates(
         return sets[i]
     for j, i in pairs.tolist():  # sorted by j, then i: the earliest confirmed twin wins
         if j in dup: continue
-        if jaccard(get(i), get(j)) >= threshold: dup[j] = i
+        sim = jaccard(get(i), get(j))
+        if sim >= threshold and turns is not None: sim = min(sim, parts_similarity(turns[i], turns[j]))
+        if sim >= threshold:
+            dup[j] = i
+            if scores is not None: scores[j] = round(float(sim), 3)
     return dup
 
 # %% ../nbs/11_clean.ipynb #81155199
@@ -387,6 +452,7 @@ def leakage(
     threshold:float=0.85,  # near-duplicate Jaccard threshold
     ngram:int=3, num_perm:int=128, # as in `near_duplicates`
     shingled=None, sig=None, keys=None, # `shingle_hashes` / `minhash_signatures` / `exact_keys` of all texts in split order, if already computed
+    turns=None,            # `dedup_turns` of all rows in split order, to confirm near twins part by part
 )->dict:                   # counts of exact and near duplicates whose twin is in another split, with a few examples
     "Count rows of validation/test that have an exact or near twin in an earlier split."
     names = list(splits); texts = [t for k in names for t in splits[k]]
@@ -396,12 +462,14 @@ def leakage(
         if h in first and owner[first[h]] != owner[j]: cross.append(('exact', first[h], j))
         first.setdefault(h, j)
     seen = {j for _, _, j in cross}  # each row counts once: exact twins are near twins too
-    near = near_duplicates(texts, threshold, ngram, num_perm, shingled=shingled, sig=sig)
+    near = near_duplicates(texts, threshold, ngram, num_perm, shingled=shingled, sig=sig, turns=turns)
     cross += [('near', i, j) for j, i in near.items() if owner[i] != owner[j] and j not in seen]
     ex = [dict(kind=k, a=f"{names[owner[i]]}: {texts[i][:80]}", b=f"{names[owner[j]]}: {texts[j][:80]}") for k, i, j in cross[:5]]
     return dict(exact=sum(k == 'exact' for k, _, _ in cross), near=sum(k == 'near' for k, _, _ in cross), examples=ex)
 
 # %% ../nbs/11_clean.ipynb #9202d00b
+_VISIBLE = re.compile(r'[^\s\u200b-\u200d\u2060\ufeff]')  # an answer of only spaces and zero-width characters is empty
+
 def _clean_batch(batch, idx, task, clean_kw, pii, tok=None, count=None, bound=None, dedup=None, ngram=3, num_perm=128):
     "Batched `map` function: clean and scrub each row (noting which steps fired), count tokens (rows in `count`, or all; and rows over `bound` bytes), hash rows for `dedup`."
     steps, found, keep, out = [], [], [], []
@@ -415,9 +483,9 @@ def _clean_batch(batch, idx, task, clean_kw, pii, tok=None, count=None, bound=No
         st, pi = set(), Counter()
         if task == 'chat':
             row = [{**m, 'content': fix(m['content'], st, pi)} for m in row]
-            keep.append('' if all(m['content'].strip() for m in row if m['role'] == 'assistant') else 'empty_answer')
+            keep.append('' if all(_VISIBLE.search(m['content']) for m in row if m['role'] == 'assistant') else 'empty_answer')
         else:
-            row = fix(row, st, pi); keep.append('' if row.strip() else 'empty_text')
+            row = fix(row, st, pi); keep.append('' if _VISIBLE.search(row) else 'empty_text')
         out.append(row); steps.append(sorted(st)); found.append(json.dumps(pi))
     res = {'messages' if task == 'chat' else 'text': out, '_steps': steps, '_pii': found, '_drop': keep}
     if dedup in ('exact', 'near'):
@@ -443,10 +511,10 @@ def _subset(shingled, idx):
     take = np.repeat(off[:-1][idx] - new_off[:-1], lens) + np.arange(int(new_off[-1]))
     return flat[take], new_off
 
-def _dedup(texts, sources, labels, how, threshold, ngram, num_perm, keys=None, sig=None):
+def _dedup(texts, sources, labels, how, threshold, ngram, num_perm, keys=None, sig=None, turns=None):
     "Exact (and near) dedup keeping first occurrences: (kept indices, {reason: count}, cluster info, {keys, sig} of kept rows)."
     if how not in ('exact', 'near', 'none'): raise TunebookError(f"dedup={how!r}: choose exact, near or none")
-    drop, clusters, cache = {}, defaultdict(list), {}
+    drop, clusters, cache, sim = {}, defaultdict(list), {}, {}
     if how != 'none':
         first = {}
         if keys is None or (how == 'near' and sig is None):
@@ -457,8 +525,10 @@ def _dedup(texts, sources, labels, how, threshold, ngram, num_perm, keys=None, s
             else: first[h] = j
     if how == 'near':
         left = [j for j in range(len(texts)) if j not in drop]
-        near = near_duplicates([texts[j] for j in left], threshold, ngram, num_perm, sig=sig[left])
-        for jj, ii in near.items(): drop[left[jj]] = ('near_duplicate', left[ii])
+        sims = {}
+        near = near_duplicates([texts[j] for j in left], threshold, ngram, num_perm, sig=sig[left],
+                               turns=[turns[j] for j in left] if turns is not None else None, scores=sims)
+        for jj, ii in near.items(): drop[left[jj]] = ('near_duplicate', left[ii]); sim[left[jj]] = sims[jj]
     conflicts = 0
     for j, (why, i) in drop.items():
         while i in drop: i = drop[i][1]  # follow chains to the kept row
@@ -469,7 +539,8 @@ def _dedup(texts, sources, labels, how, threshold, ngram, num_perm, keys=None, s
     for j, (why, _) in sorted(drop.items()):
         if len(ex[why]) < 20: ex[why].append(sources[j])
     info = dict(clusters=len(clusters), label_conflicts=conflicts, examples=dict(ex),
-                largest=[dict(kept=sources[i], text=texts[i][:120], size=1+len(d), duplicates=[dict(source=sources[j], kind=w) for j, w in d][:10]) for i, d in top])
+                largest=[dict(kept=sources[i], text=texts[i][:120], size=1+len(d),
+                              duplicates=[dict(source=sources[j], kind=w, similarity=sim.get(j, 1.0), text=texts[j][:120]) for j, w in d][:10]) for i, d in top])
     kept = [j for j in range(len(texts)) if j not in drop]
     if how != 'none': cache['keys'] = keys[kept]
     if how == 'near': cache['sig'] = sig[kept]
@@ -508,6 +579,38 @@ def plot_lengths(
     with atomic_file(path, 'wb') as f: fig.savefig(f, format='png', dpi=100)
 
 # %% ../nbs/11_clean.ipynb #803d0564
+def check_settings(**kw):
+    "Refuse impossible `prep` settings up front, before any reading, with the option's name and what it accepts."
+    def bad(name, why): raise TunebookError(f"--{name.replace('_', '-')} {kw[name]}: {why}")
+    val, test = kw['val'], kw['test']
+    if not (0 <= val < 1): bad('val', 'the validation share must be at least 0 and below 1 (e.g. 0.1)')
+    if not (0 <= test < 1): bad('test', 'the test share must be at least 0 and below 1 (e.g. 0.1)')
+    if val + test >= 1: raise TunebookError(f"--val {val} and --test {test} leave nothing to train on; keep val + test below 1")
+    if kw['dedup'] not in ('exact', 'near', 'none'): bad('dedup', 'choose exact, near or none')
+    if not (0 < kw['near_threshold'] <= 1): bad('near_threshold', 'a Jaccard similarity above 0 and at most 1 (e.g. 0.85)')
+    for k in ('ngram', 'num_perm'):
+        if kw[k] < 1: bad(k, 'must be at least 1')
+    if kw['min_tokens'] < 0: bad('min_tokens', 'must be 0 or more')
+    if kw['max_tokens'] is not None and kw['max_tokens'] < max(1, kw['min_tokens']): bad('max_tokens', f"must be at least 1 and at least --min-tokens ({kw['min_tokens']}); 0 keeps every length")
+    if kw['chunk_tokens'] is not None and kw['chunk_tokens'] < 1: bad('chunk_tokens', 'must be at least 1')
+    if kw['chunk_overlap'] < 0 or kw['chunk_tokens'] and kw['chunk_overlap'] >= kw['chunk_tokens']: bad('chunk_overlap', 'must be 0 or more and less than the chunk size')
+    if kw['token_sample'] is not None and kw['token_sample'] < 1: bad('token_sample', 'must be at least 1 (or None to count every row)')
+    if kw['num_proc'] is not None and kw['num_proc'] < 1: bad('num_proc', 'must be at least 1')
+
+def _check_template(r, tok, system_merge:bool, name=None)->dict:
+    "Check every chat row of a `ReadResult` against the tokenizer's chat template (the check `tokenize_chat` makes in training); refused rows become `chat_template` problems."
+    from tunebook.format import check_chats, merge_system, ensure_chat_template, TEMPLATE_FIX  # the formatting lesson owns templates
+    ensure_chat_template(tok)
+    ds = r.dataset
+    if system_merge: ds = ds.map(lambda m: {'messages': merge_system(m)}, input_columns='messages', features=ds.features, desc='merge system prompts')
+    bad = check_chats(ds['messages'], tok) if len(ds) else {}
+    for i, why in bad.items():
+        f, line = ds[i]['source'].rsplit(':', 1)
+        r.problems.append(Problem(f, int(line), 'chat_template', f"{why}. Fix: {TEMPLATE_FIX}",
+                                  json.dumps({'messages': ds[i]['messages']}, ensure_ascii=False)))
+    r.dataset = ds.select([i for i in range(len(ds)) if i not in bad]) if bad else ds
+    return dict(tokenizer=str(name if isinstance(name, (str, Path)) else getattr(tok, 'name_or_path', '?')), checked=len(ds), refused=len(bad), system_merge=system_merge)
+
 def _rejected(problems):
     "One record per rejected row (its problems grouped), for rejected.jsonl."
     rows = {}
@@ -544,26 +647,31 @@ def prep(
     num_proc:int|None=None, # processes for cleaning (None: 2 for >= 50,000 rows when CPUs allow, else 1)
     token_sample:int|None=20_000, # above this many rows, count tokens for a seeded sample of this many (plus any row that might be too long); None: all
     plot:bool=True,         # write lengths.png
+    system_merge:bool=False,# move system prompts into the next user turn (for chat templates without a system role)
+    check_template:bool=True, # check every chat row against the tokenizer's chat template (what training will use)
 )->dict:                    # the report (also written to out/report.json)
     "Read, validate, clean, scrub, deduplicate, filter and split `inputs` into a prepared data folder."
     t0, times = time.time(), {}
     def lap(name):
         nonlocal t0; times[name] = round(time.time() - t0, 3); t0 = time.time()
     out = Path(out)
+    check_settings(val=val, test=test, dedup=dedup, near_threshold=near_threshold, ngram=ngram, num_perm=num_perm, min_tokens=min_tokens,
+                   max_tokens=max_tokens, chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap, token_sample=token_sample, num_proc=num_proc)
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
         raise TunebookError(f"{out} already exists and is not empty; pass --overwrite (overwrite=True) to replace it, or choose another --out.")
     r = read_inputs(inputs, format=format, columns=columns, encoding=encoding)
+    tok = load_tokenizer(tokenizer) if isinstance(tokenizer, (str, Path)) else tokenizer
+    checked = _check_template(r, tok, system_merge, tokenizer) if r.task == 'chat' and check_template else None
     rejected = _rejected(r.problems)
     if r.problems and not skip_invalid:
         raise TunebookError(f"{len(rejected)} of {r.n_read} rows are invalid; nothing was written. Fix them, or pass --skip-invalid "
                             f"to write them to {out/'rejected.jsonl'} and go on.\n" + format_problems(r.problems))
     if not len(r.dataset): raise TunebookError(f"no valid rows in {inputs}" + ('\n' + format_problems(r.problems) if r.problems else ''))
     ds, task, feats = r.dataset, r.task, r.dataset.features
-    lap('read')
+    lap('read+template')
     # 1. clean + PII: a batched `map`, in 2 processes when there is enough work to pay for starting them
     clean_kw = dict(lower=lower, contractions=contractions) if clean else None
     if num_proc is None: num_proc = 2 if len(ds) >= 50_000 and (os.cpu_count() or 1) > 1 else 1
-    tok = load_tokenizer(tokenizer) if isinstance(tokenizer, (str, Path)) else tokenizer
     count = None  # rows whose tokens to count: all, or a seeded sample plus every row that might break the length limits
     if token_sample and len(ds) > token_sample and min_tokens <= 1 and not (task == 'text' and chunk_tokens):
         count = set(np.random.RandomState(seed).choice(len(ds), token_sample, replace=False).tolist())
@@ -600,10 +708,11 @@ def prep(
                 new['text'] += cs; new['source'] += [src] if len(cs) == 1 else [f"{src}#chunk{k+1}" for k in range(len(cs))]
             rows, pre = new, {}  # chunks get new hashes in `_dedup`
     lap('chunk')
-    texts = [dedup_text({'messages': m} if task == 'chat' else {'text': m}) for m in rows['messages' if task == 'chat' else 'text']]
-    keep, dd, dup_info, cache = _dedup(texts, rows['source'], rows.get('label'), dedup, near_threshold, ngram, num_perm, **pre)  # 3. dedup
+    as_rows = [{'messages': m} if task == 'chat' else {'text': m} for m in rows['messages' if task == 'chat' else 'text']]
+    texts, turns = [dedup_text(x) for x in as_rows], [dedup_turns(x) for x in as_rows]
+    keep, dd, dup_info, cache = _dedup(texts, rows['source'], rows.get('label'), dedup, near_threshold, ngram, num_perm, **pre, turns=turns)  # 3. dedup
     dropped += dd; examples.update(dup_info.pop('examples'))
-    rows, texts = {k: [v[i] for i in keep] for k, v in rows.items()}, [texts[i] for i in keep]
+    rows, texts, turns = {k: [v[i] for i in keep] for k, v in rows.items()}, [texts[i] for i in keep], [turns[i] for i in keep]
     lap('dedup')
     lens = token_lengths(rows, tok, rows.pop('_ntok', None))  # 4. token lengths and the length filter
     short, long_ = (lens >= 0) & (lens < min_tokens), (lens > max_tokens) if max_tokens else np.zeros(len(lens), bool)
@@ -611,18 +720,23 @@ def prep(
     for name, m in (('too_short', short), ('too_long', long_ & ~short)):
         if m.any(): examples[name] = [rows['source'][i] for i in np.nonzero(m)[0][:20]]
     ok = np.nonzero(~short & ~long_)[0]
-    rows, texts, lens = {k: [v[i] for i in ok] for k, v in rows.items()}, [texts[i] for i in ok], lens[ok]
+    rows, texts, turns, lens = {k: [v[i] for i in ok] for k, v in rows.items()}, [texts[i] for i in ok], [turns[i] for i in ok], lens[ok]
     cache = {k: v[ok] for k, v in cache.items()}
     if not len(lens): raise TunebookError(f"every row was dropped ({dict(+dropped)}); loosen the filters (min_tokens, max_tokens, dedup).")
     lap('lengths+filter')
     sp = split_indices(len(lens), val, test, seed, labels=rows['label'] if task == 'classification' else None)  # 5. split, leakage
     order = np.concatenate([sp[k] for k in ('train', 'validation', 'test')])
     leak = leakage({k: [texts[i] for i in sp[k]] for k in ('train', 'validation', 'test')}, near_threshold, ngram, num_perm,
-                   **{k: v[order] for k, v in cache.items()})
+                   **{k: v[order] for k, v in cache.items()}, turns=[turns[i] for i in order])
     cols = {k: {c: [v[i] for i in idx] for c, v in rows.items() if c != 'source'} for k, idx in sp.items()}
-    saved = DatasetDict({k: Dataset.from_dict(v, features=Features({c: f for c, f in feats.items() if c != 'source'})) for k, v in cols.items()})
+    keep_src = task != 'classification'  # chat and text rows keep their `source` (file:line), so later stages can name a row
+    saved = DatasetDict({k: Dataset.from_dict({**v, **({'source': [rows['source'][i] for i in sp[k]]} if keep_src else {})},
+                                              features=Features({c: f for c, f in feats.items() if c != 'source' or keep_src}))
+                         for k, v in cols.items()})
     lap('split+leakage')
     report = dict(task=task, inputs=[str(i) for i in ([inputs] if isinstance(inputs, (str, Path)) else inputs)], formats=r.formats,
+                  columns=r.mappings, converted_to_text=r.converted, ignored_fields=r.ignored, label_case_variants=r.label_notes,
+                  template=checked,
                   counts=dict(read=r.n_read, rejected=len(rejected), added_by_chunking=added, dropped={k: int(dropped[k]) for k in DROP_REASONS},
                               kept=len(lens), **{k: len(v) for k, v in sp.items()}),
                   rejected_by_category=dict(Counter(p.category for p in r.problems)), dropped_examples=dict(examples),
@@ -635,7 +749,8 @@ def prep(
                   class_balance=class_balance(saved) if task == 'classification' else None,
                   settings=dict(format=format, columns=columns, val=val, test=test, seed=seed, pii=pii, dedup=dedup, skip_invalid=skip_invalid,
                                 clean=clean, lower=lower, contractions=contractions, near_threshold=near_threshold, ngram=ngram, num_perm=num_perm,
-                                min_tokens=min_tokens, max_tokens=max_tokens, chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap, token_sample=token_sample))
+                                min_tokens=min_tokens, max_tokens=max_tokens, chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap, token_sample=token_sample,
+                                system_merge=system_merge, check_template=check_template, encoding=encoding))
     c = report['counts']
     assert c['read'] + c['added_by_chunking'] == c['kept'] + c['rejected'] + sum(c['dropped'].values()), c
     with atomic_dir(out, overwrite=overwrite) as tmp:  # 6. write everything into a temporary folder, then rename it
@@ -680,17 +795,21 @@ def prep_cli(
     pii:bool=True,          # scrub PII and secrets; --no-pii leaves them in
     dedup:str='near',       # exact|near|none
     skip_invalid:bool=False,# write invalid rows to rejected.jsonl and go on, instead of stopping
-    tokenizer:str=DEFAULT_MODEL, # tokenizer name or path, for token lengths
+    tokenizer:str=DEFAULT_MODEL, # the model you will train (name or path): its tokenizer counts tokens and its chat template checks every chat row
     overwrite:bool=False,   # replace a non-empty --out
     near_threshold:float=0.85, # Jaccard threshold for near duplicates
     max_tokens:int=2048,    # drop examples longer than this many tokens (0: keep all)
+    encoding:str='utf-8',   # text encoding of the input files (e.g. cp1252 for files saved by older Windows programs)
+    system_merge:bool=False,# move system prompts into the next user turn (for chat templates without a system role)
 ):
     "Validate, clean, deduplicate and split your data into a prepared data folder."
     if not out: raise TunebookError("--out DIR is required: the folder to write the prepared data to")
     if format not in ('auto', 'csv', *FORMATS): raise TunebookError(f"--format {format}: choose auto, {', '.join(FORMATS)} or csv")
+    if max_tokens is not None and max_tokens < 0: raise TunebookError(f"--max-tokens {max_tokens}: must be 0 (keep every length) or more")
     datasets.disable_progress_bars()
     rep = prep(inputs, out, format=format, columns=columns, val=val, test=test, seed=seed, pii=pii, dedup=dedup, skip_invalid=skip_invalid,
-               tokenizer=tokenizer, overwrite=overwrite, near_threshold=near_threshold, max_tokens=max_tokens or None)
+               tokenizer=tokenizer, overwrite=overwrite, near_threshold=near_threshold, max_tokens=max_tokens or None, encoding=encoding,
+               system_merge=system_merge)
     print(summary(rep, out))
 
 def summary(
@@ -699,15 +818,31 @@ def summary(
 )->str:              # a one-screen text summary
     "A short human summary of a prep report."
     c, tk = rep['counts'], rep['tokens']
-    lines = [f"prepared {rep['task']} data -> {out}" if out else f"prepared {rep['task']} data",
-             f"  rows read {c['read']}, rejected {c['rejected']}, dropped {sum(c['dropped'].values())}, kept {c['kept']}",
-             f"  splits: train {c['train']}, validation {c['validation']}, test {c['test']}"]
+    lines = [f"prepared {rep['task']} data -> {out}" if out else f"prepared {rep['task']} data"]
+    for f, fmt in rep['formats'].items():
+        m = (rep.get('columns') or {}).get(f)
+        lines.append(f"  read {Path(f).name} as {fmt}" + (f" (columns: {m})" if m else ''))
+    lines += [f"  rows read {c['read']}, rejected {c['rejected']}, dropped {sum(c['dropped'].values())}, kept {c['kept']}",
+              f"  splits: train {c['train']}, validation {c['validation']}, test {c['test']}"]
+    empty = [k for k in ('validation', 'test') if not c[k]]
+    if empty: lines.append(f"  note: {' and '.join(empty)} {'is' if len(empty) == 1 else 'are'} empty ({c['kept']} rows kept): no held-out score "
+                           f"from {'it' if len(empty) == 1 else 'them'}; add rows, or evaluate with `tunebook eval RUN --split train`")
     if rep['rejected_by_category']: lines.append('  rejected: ' + ', '.join(f"{k} {v}" for k, v in rep['rejected_by_category'].items()))
+    if rep.get('converted_to_text'): lines.append('  kept as text: ' + ', '.join(f"{k} {v}" for k, v in rep['converted_to_text'].items()))
+    for f, keys in (rep.get('ignored_fields') or {}).items(): lines.append(f"  not used from {Path(f).name}: {', '.join(keys)}")
+    if rep.get('label_case_variants'): lines.append('  labels differing only by case (kept apart; usually a mistake): ' +
+                                                    '; '.join(' / '.join(g) for g in rep['label_case_variants']))
+    if rep.get('template'): lines.append(f"  chat template of {rep['template']['tokenizer']}: {rep['template']['checked']} rows checked, "
+                                         f"{rep['template']['refused']} refused" + (' (system prompts merged)' if rep['template']['system_merge'] else ''))
     if any(c['dropped'].values()): lines.append('  dropped: ' + ', '.join(f"{k} {v}" for k, v in c['dropped'].items() if v))
     if rep.get('cleaning'): lines.append('  cleaned: ' + ', '.join(f"{k} {v}" for k, v in rep['cleaning'].items()))
     if rep.get('pii'): lines.append('  PII scrubbed: ' + ', '.join(f"{k} {v}" for k, v in rep['pii'].items()))
     if rep.get('class_balance'): lines.append('  classes (train): ' + ', '.join(f"{k} {v}" for k, v in rep['class_balance']['train'].items()))
     lines.append(f"  leakage across splits: {rep['leakage']['exact']} exact, {rep['leakage']['near']} near")
-    lines.append(f"  tokens ({tk['tokenizer']}): train mean {tk['train'].get('mean')}, p95 {tk['train'].get('p95')}, max {tk['train'].get('max')}")
+    d = rep.get('duplicates') or {}
+    if d.get('clusters'): lines.append(f"  duplicate clusters: {d['clusters']} (each with its similarity and the row kept: report.json duplicates.largest)")
+    t = tk.get('train') or {}
+    lines.append(f"  tokens ({tk['tokenizer']}): " + (f"train mean {t['mean']}, p95 {t['p95']}, max {t['max']}" + (f" (from {t['counted']} of {t['rows']} rows)" if 'counted' in t else '')
+                 if 'mean' in t else f"train: not counted ({t.get('rows', 0)} rows)"))
     if 'timings_s' in rep: lines.append(f"  took {rep['timings_s']['total']} s")
     return '\n'.join(lines)

@@ -4,18 +4,19 @@
 
 # %% ../nbs/10_data.ipynb #f0338d22
 from __future__ import annotations
-import os, io, csv, json, re
+import os, io, csv, json, re, codecs, unicodedata
 from dataclasses import dataclass, field
-from collections import Counter
+from collections import Counter, defaultdict
 from pathlib import Path
 import datasets
 from datasets import Dataset, Features, Value, ClassLabel, Sequence
 from .core import TunebookError
 
 # %% auto #0
-__all__ = ['FORMATS', 'ROLES', 'SHAREGPT_ROLES', 'DOC_SUFFIXES', 'CATEGORIES', 'MESSAGE', 'Problem', 'format_problems',
-           'decode_lines', 'detect_format', 'parse_columns', 'BadRow', 'normalise_row', 'ReadResult', 'read_inputs',
-           'label_names', 'to_dataset']
+__all__ = ['FORMATS', 'ROLES', 'SHAREGPT_ROLES', 'DOC_SUFFIXES', 'CATEGORIES', 'COLUMN_PAIRS', 'MESSAGE', 'Problem',
+           'format_problems', 'decode_lines', 'detect_columns', 'detect_format', 'parse_columns', 'describe_mapping',
+           'BadRow', 'as_text', 'normalise_row', 'label_text', 'ReadResult', 'binary_kind', 'read_inputs',
+           'label_names', 'case_variants', 'to_dataset']
 
 # %% ../nbs/10_data.ipynb #ca3d7265
 FORMATS = { # format -> (task, what a row looks like)
@@ -49,6 +50,9 @@ CATEGORIES = { # category -> what it means / what to do
     'missing_columns':     'the CSV/Parquet header lacks the columns the format needs',
     'ragged_row':          'a CSV row has more or fewer fields than the header',
     'unknown_format':      'tunebook cannot tell which format the file is in',
+    'not_text':            'a value is an object, a list or a non-text part where text is expected',
+    'tool_calls':          'tool calls, tool results or tool definitions: not supported yet',
+    'binary_file':         'the file is binary (an image, an archive...), not text',
 }
 
 @dataclass
@@ -87,11 +91,21 @@ def decode_lines(
         try: out.append((i, b.decode(encoding)))
         except UnicodeDecodeError as e:
             out.append((i, Problem(str(path), i, 'undecodable', f"byte 0x{b[e.start]:02x} at column {e.start+1} is not valid {encoding}; "
-                                   f"re-save the file as UTF-8 (or pass encoding='cp1252' if that is what it is)", b.decode(encoding, 'replace'))))
+                                   f"re-save the file as UTF-8, or pass --encoding cp1252 (encoding='cp1252') if that is what it is", b.decode(encoding, 'replace'))))
     if out and out[-1][1] == '': out.pop()  # the newline that ends the last line
     return out
 
 # %% ../nbs/10_data.ipynb #0335cdfb
+def _json_error(path, text, e)->Problem:
+    "A `Problem` for a JSON syntax error, pointing at a trailing comma when that is the cause."
+    k = e.pos - 1
+    while k >= 0 and text[k] in ' \t\r\n': k -= 1
+    if k >= 0 and text[k] == ',' and e.pos < len(text) and text[e.pos] in ']}':
+        line = text.count('\n', 0, k) + 1
+        return Problem(str(path), line, 'invalid_json', f"trailing comma at column {k - text.rfind(chr(10), 0, k)} before "
+                       f"'{text[e.pos]}' (JSON allows none): remove it")
+    return Problem(str(path), e.lineno, 'invalid_json', f"{e.msg} at column {e.colno}")
+
 def _json_rows(path, encoding):
     "Rows of a JSON Lines file, or of a file holding one JSON array (each element's starting line)."
     lines = decode_lines(path, encoding)
@@ -101,7 +115,7 @@ def _json_rows(path, encoding):
         if bad: return [(bad[0].line, bad[0], bad[0].raw)]
         text = '\n'.join(t for _, t in lines)
         try: arr = json.loads(text)
-        except json.JSONDecodeError as e: return [(e.lineno, Problem(str(path), e.lineno, 'invalid_json', f"{e.msg} at column {e.colno}"), None)]
+        except json.JSONDecodeError as e: return [(_json_error(path, text, e).line, _json_error(path, text, e), None)]
         dec, i, out = json.JSONDecoder(), text.index('[') + 1, []
         for obj in arr:  # find where each element starts, for its line number
             while text[i] in ' \t\r\n,': i += 1
@@ -146,18 +160,49 @@ def _parquet_rows(path):
     return [(i, r, None) for i, r in enumerate(t.to_pylist(), 1)], t.column_names
 
 # %% ../nbs/10_data.ipynb #20ab4593
+COLUMN_PAIRS = [ # (format, {tunebook field: your column}), tried in order; the first whose columns are all present wins
+    ('alpaca', {'instruction': 'instruction', 'output': 'output'}),
+    ('alpaca', {'instruction': 'instruction', 'output': 'response'}),
+    ('prompt-completion', {'prompt': 'prompt', 'completion': 'completion'}),
+    ('prompt-completion', {'prompt': ['context', 'question'], 'completion': 'answer'}),
+    ('prompt-completion', {'prompt': ['context', 'question'], 'completion': 'response'}),
+    ('prompt-completion', {'prompt': 'prompt', 'completion': 'response'}),
+    ('prompt-completion', {'prompt': 'question', 'completion': 'answer'}),
+    ('prompt-completion', {'prompt': 'question', 'completion': 'response'}),
+    ('prompt-completion', {'prompt': 'query', 'completion': 'response'}),
+    ('prompt-completion', {'prompt': 'query', 'completion': 'answer'}),
+    ('prompt-completion', {'prompt': 'input', 'completion': 'output'}),
+    ('prompt-completion', {'prompt': 'input', 'completion': 'target'}),
+    ('prompt-completion', {'prompt': 'source', 'completion': 'target'}),
+    ('prompt-completion', {'prompt': 'user', 'completion': 'assistant'}),
+    ('classification', {'text': 'text', 'label': 'label'}),
+    ('classification', {'text': 'sentence', 'label': 'label'}),
+    ('classification', {'text': 'text', 'label': 'labels'}),
+    ('classification', {'text': 'text', 'label': 'category'}),
+    ('classification', {'text': 'text', 'label': 'class'}),
+    ('classification', {'text': 'text', 'label': 'sentiment'}),
+    ('text', {'text': 'text'}),
+    ('text', {'text': 'content'}),
+]
+
+def detect_columns(
+    keys,         # the keys of a row, or a CSV header
+)->tuple:         # (a key of `FORMATS` or None, {tunebook field: your column (or list of columns, joined)})
+    "Guess a row's format and which of its columns play which part, from common column names."
+    k = {str(x).strip().lower(): x for x in keys}
+    if 'messages' in k: return 'openai', {'messages': k['messages']}
+    if 'conversations' in k: return 'sharegpt', {'conversations': k['conversations']}
+    for fmt, m in COLUMN_PAIRS:
+        cols = [c for v in m.values() for c in (v if isinstance(v, list) else [v])]
+        if all(c in k for c in cols):
+            return fmt, {f: [k[c] for c in v] if isinstance(v, list) else k[v] for f, v in m.items()}
+    return None, {}
+
 def detect_format(
     keys,   # the keys of a row, or a CSV header
 )->str|None: # a key of `FORMATS`, or None when nothing fits
-    "Guess a row's format from its keys."
-    k = set(keys)
-    if 'messages' in k: return 'openai'
-    if 'conversations' in k: return 'sharegpt'
-    if {'instruction', 'output'} <= k: return 'alpaca'
-    if {'prompt', 'completion'} <= k: return 'prompt-completion'
-    if {'text', 'label'} <= k: return 'classification'
-    if 'text' in k: return 'text'
-    return None
+    "Guess a row's format from its keys (see `detect_columns` for the column names it knows)."
+    return detect_columns(keys)[0]
 
 def parse_columns(
     columns:str|dict|list|None, # 'prompt=question,completion=answer', a dict, a list of 'a=b', or None
@@ -170,6 +215,10 @@ def parse_columns(
     if bad: raise TunebookError(f"columns: {bad[0]!r} is not FIELD=COLUMN (e.g. --columns prompt=question,completion=answer)")
     return dict(c.split('=') for c in items if c)
 
+def describe_mapping(mapping:dict)->str: # e.g. 'prompt=question, completion=answer'
+    "The column mapping as text for the prep summary."
+    return ', '.join(f"{f}={'+'.join(map(str, c)) if isinstance(c, list) else c}" for f, c in mapping.items() if f != c)
+
 # %% ../nbs/10_data.ipynb #2e72c925
 class BadRow(Exception):
     "A row that fails validation; `.problems` holds (category, detail) pairs."
@@ -177,66 +226,146 @@ class BadRow(Exception):
 
 def _is_text(x): return isinstance(x, str) and x.strip() != ''
 
-def _messages(msgs, role_key='role', content_key='content', roles=None)->list:
+def as_text(
+    value,              # a value from the user's row
+    what:str,           # what it is, for messages: "'input'", 'message 2 content'
+    notes:Counter|None=None, # counts values converted to text, by kind ("'input': number")
+)->str|None:            # the text; None for null/absent
+    "A field's value as text: strings as is, numbers and booleans written as JSON writes them (and counted), text parts joined; `BadRow` for anything else."
+    if value is None or isinstance(value, str): return value
+    if isinstance(value, bool) or isinstance(value, (int, float)):
+        if isinstance(value, float) and value != value or value in (float('inf'), float('-inf')):
+            raise BadRow([('not_text', f"{what} is {value!r}, not a number that can be written as text")])
+        kind = 'boolean' if isinstance(value, bool) else 'number'
+        if notes is not None: notes[f"{what.split(' ')[0] if what.startswith('message') else what}: {kind} -> text"] += 1
+        return json.dumps(value)
+    if isinstance(value, list):  # OpenAI-style content parts: [{"type": "text", "text": ...}, ...]
+        parts = []
+        for k, p in enumerate(value, 1):
+            if isinstance(p, str): parts.append(p)
+            elif isinstance(p, dict) and p.get('type', 'text') == 'text' and isinstance(p.get('text'), str): parts.append(p['text'])
+            else:
+                kind = p.get('type') if isinstance(p, dict) else type(p).__name__
+                raise BadRow([('not_text', f"{what} part {k} is {kind!r}, not text; only text parts can be trained on")])
+        if notes is not None and len(value): notes[f"{what.split(' ')[0] if what.startswith('message') else what}: text parts joined"] += 1
+        return ''.join(parts)
+    raise BadRow([('not_text', f"{what} is a {'JSON object' if isinstance(value, dict) else type(value).__name__}, not text")])
+
+_TOOL_KEYS = ('tool_calls', 'function_call', 'tool_call_id')
+_TOOL_ROLES = ('tool', 'function', 'ipython', 'observation', 'function_call', 'tool_call')
+
+def _messages(msgs, role_key='role', content_key='content', roles=None, notes=None)->list:
     "Check a list of chat messages and return them normalised; raise `BadRow` with every problem."
     errs, out = [], []
     if not isinstance(msgs, list) or not msgs: raise BadRow([('missing_messages', 'expected a non-empty list of messages')])
     for i, m in enumerate(msgs, 1):
         if not isinstance(m, dict): errs.append(('not_an_object', f"message {i} is a {type(m).__name__}, not an object")); continue
+        role = m.get(role_key)
+        tool = [k for k in _TOOL_KEYS if m.get(k)] + ([f"role {role!r}"] if role in _TOOL_ROLES else [])
+        if tool:
+            errs.append(('tool_calls', f"message {i} has {' and '.join(map(str, tool))}: tool calling is not supported yet; "
+                         f"remove these rows, or write the calls and results into ordinary assistant/user text")); continue
         missing = [k for k in (role_key, content_key) if k not in m]
         if missing: errs.append(('message_missing_key', f"message {i} has no {' or '.join(map(repr, missing))}"))
-        extra = [k for k in m if k not in (role_key, content_key, 'name', 'weight')]
+        extra = [k for k in m if k not in (role_key, content_key, 'name', 'weight') + _TOOL_KEYS]
         if extra: errs.append(('unrecognized_key', f"message {i} has {', '.join(map(repr, extra))}; allowed: {role_key}, {content_key}, name, weight"))
-        role = m.get(role_key)
         role = (roles or {r: r for r in ROLES}).get(role, role) if isinstance(role, str) else role
         if role_key in m and role not in ROLES: errs.append(('unrecognized_role', f"message {i} has {role_key} {m.get(role_key)!r}; use system, user or assistant"))
-        if content_key in m and not _is_text(m[content_key]): errs.append(('missing_content', f"message {i} ({role}) has empty or non-text {content_key}"))
+        content = m.get(content_key)
+        try: content = as_text(content, f"message {i} {content_key}", notes)
+        except BadRow as e: errs += e.problems; content = None
+        else:
+            if content_key in m and not _is_text(content): errs.append(('missing_content', f"message {i} ({role}) has empty {content_key}"))
         w = m.get('weight')
         if w is not None and (w not in (0, 1) or isinstance(w, bool) or role != 'assistant'):
             errs.append(('bad_weight', f"message {i} has weight {w!r}; weight must be 0 or 1 and only on assistant turns"))
-        out.append({'role': role, 'content': m.get(content_key), 'weight': w})
-    if not any(m['role'] == 'assistant' for m in out) and not any(c == 'missing_messages' for c, _ in errs):
+        out.append({'role': role, 'content': content, 'weight': w})
+    if not any(m['role'] == 'assistant' for m in out) and not any(c in ('missing_messages', 'tool_calls') for c, _ in errs):
         errs.append(('no_assistant', 'no assistant message: there is nothing to learn'))
     if errs: raise BadRow(errs)
     return out
 
 # %% ../nbs/10_data.ipynb #1f2db20c
-def _need(obj, *keys):
-    "Raise `BadRow` for every key of `keys` that is missing or empty in `obj`."
-    errs = [('missing_field', f"no {k!r} field (found: {', '.join(map(str, obj)) or 'nothing'})") if k not in obj or obj[k] is None
-            else ('missing_content', f"{k!r} is empty or not text") for k in keys if not _is_text(obj.get(k))]
+def _field(obj, key, notes, required=True):
+    "The text of `obj[key]` (numbers and booleans converted); `BadRow` if required and missing or blank."
+    v = obj.get(key)
+    t = as_text(v, repr(key), notes)
+    if required and not _is_text(t):
+        if key not in obj or v is None: raise BadRow([('missing_field', f"no {key!r} field (found: {', '.join(map(str, obj)) or 'nothing'})")])
+        raise BadRow([('missing_content', f"{key!r} is empty")])
+    return t if _is_text(t) else None
+
+def _fields(obj, notes, required, optional=()):
+    "Every required and optional field's text, collecting the problems of all of them."
+    out, errs = {}, []
+    for k in required + optional:
+        try: out[k] = _field(obj, k, notes, k in required)
+        except BadRow as e: errs += e.problems
     if errs: raise BadRow(errs)
+    return out
+
+def _tool_row(obj, msgs, **kw)->list:
+    "The row's messages, normalised; top-level tool definitions are refused with the messages' own problems (never silently dropped)."
+    keys = [k for k in ('tools', 'functions') if obj.get(k)]
+    errs = [('tool_calls', f"the row defines {' and '.join(map(repr, keys))}; tool calling is not supported yet: "
+             f"remove these rows or the tool definitions")] if keys else []
+    try: out = _messages(msgs, **kw)
+    except BadRow as e: errs += e.problems
+    if errs: raise BadRow(errs)
+    return out
+
+def _chat_list(v):
+    "Whether a prompt/completion value is a list of chat messages (the conversational prompt-completion layout)."
+    return isinstance(v, list) and bool(v) and all(isinstance(m, dict) and 'role' in m for m in v)
 
 def normalise_row(
     obj,         # one parsed row (a dict for every format)
     fmt:str,     # a key of `FORMATS`
+    notes:Counter|None=None, # counts values converted to text (numbers, booleans, text parts), by field
 )->dict:         # the row in the common schema (`messages`, or `text`, or `text` + `label`)
     "Validate one row of format `fmt` and return it normalised; raise `BadRow` with all its problems."
     if not isinstance(obj, dict): raise BadRow([('not_an_object', f"the row is a {type(obj).__name__}, not an object")])
     if fmt == 'openai':
         if 'messages' not in obj: raise BadRow([('missing_messages', f"no 'messages' key (found: {', '.join(obj) or 'nothing'})")])
-        return {'messages': _messages(obj['messages'])}
+        return {'messages': _tool_row(obj, obj['messages'], notes=notes)}
     if fmt == 'sharegpt':
         if 'conversations' not in obj: raise BadRow([('missing_messages', f"no 'conversations' key (found: {', '.join(obj) or 'nothing'})")])
         conv = obj['conversations']
         keys = ('role', 'content') if conv and isinstance(conv, list) and isinstance(conv[0], dict) and 'role' in conv[0] else ('from', 'value')
-        return {'messages': _messages(conv, *keys, roles=SHAREGPT_ROLES)}
+        return {'messages': _tool_row(obj, conv, role_key=keys[0], content_key=keys[1], roles=SHAREGPT_ROLES, notes=notes)}
     if fmt == 'alpaca':
-        _need(obj, 'instruction', 'output')
-        user = obj['instruction'] + (f"\n\n{obj['input']}" if _is_text(obj.get('input')) else '')
-        sys_ = [{'role': 'system', 'content': obj['system'], 'weight': None}] if _is_text(obj.get('system')) else []
-        return {'messages': sys_ + [{'role': 'user', 'content': user, 'weight': None}, {'role': 'assistant', 'content': obj['output'], 'weight': None}]}
+        f = _fields(obj, notes, ('instruction', 'output'), ('input', 'system'))
+        user = f['instruction'] + (f"\n\n{f['input']}" if f['input'] else '')
+        sys_ = [{'role': 'system', 'content': f['system'], 'weight': None}] if f['system'] else []
+        return {'messages': sys_ + [{'role': 'user', 'content': user, 'weight': None}, {'role': 'assistant', 'content': f['output'], 'weight': None}]}
     if fmt == 'prompt-completion':
-        _need(obj, 'prompt', 'completion')
-        return {'messages': [{'role': 'user', 'content': obj['prompt'], 'weight': None}, {'role': 'assistant', 'content': obj['completion'], 'weight': None}]}
-    if fmt in ('text', 'docs'): _need(obj, 'text'); return {'text': obj['text']}
+        p, c = obj.get('prompt'), obj.get('completion')
+        if _chat_list(p) or _chat_list(c):  # conversational: lists of messages
+            return {'messages': _messages((p if isinstance(p, list) else [{'role': 'user', 'content': p}]) +
+                                          (c if isinstance(c, list) else [{'role': 'assistant', 'content': c}]), notes=notes)}
+        if isinstance(p, list) and all(isinstance(x, (str, int, float)) or x is None for x in p):  # columns joined (context + question)
+            p = '\n\n'.join(t for t in (as_text(x, "'prompt'", notes) for x in p) if _is_text(t)) or None
+            obj = {**obj, 'prompt': p}
+        f = _fields(obj, notes, ('prompt', 'completion'))
+        return {'messages': [{'role': 'user', 'content': f['prompt'], 'weight': None}, {'role': 'assistant', 'content': f['completion'], 'weight': None}]}
+    if fmt in ('text', 'docs'): return {'text': _fields(obj, notes, ('text',))['text']}
     if fmt == 'classification':
-        _need(obj, 'text')
-        lab = obj.get('label')
-        if lab is None or (isinstance(lab, str) and not lab.strip()) or isinstance(lab, (bool, float, list, dict)):
-            raise BadRow([('missing_field', f"'label' is missing or not a string/integer: {lab!r}")])
-        return {'text': obj['text'], 'label': lab.strip() if isinstance(lab, str) else int(lab)}
+        t = _fields(obj, notes, ('text',))['text']
+        return {'text': t, 'label': label_text(obj.get('label'))}
     raise TunebookError(f"unknown format {fmt!r}; choose one of: auto, {', '.join(FORMATS)}, csv")
+
+def label_text(
+    lab,        # a label as the user wrote it: a string, an integer, a boolean
+)->str:         # the class name: NFC, surrounding and repeated whitespace removed; integers as written ('-1', '5')
+    "A class label as its name; `BadRow` for a missing, blank or non-scalar label."
+    if lab is None or (isinstance(lab, str) and not lab.strip()):
+        raise BadRow([('missing_field', f"'label' is missing or blank: {lab!r}")])
+    if isinstance(lab, bool): return json.dumps(lab)
+    if isinstance(lab, float) and lab == lab and lab.is_integer(): lab = int(lab)
+    if isinstance(lab, (int, float)): return str(lab)
+    if not isinstance(lab, str): raise BadRow([('not_text', f"'label' is a {type(lab).__name__}, not a class name: {lab!r}")])
+    s = ' '.join(unicodedata.normalize('NFC', lab).split())
+    return str(int(s)) if re.fullmatch(r'[+-]?\d+', s) else s
 
 # %% ../nbs/10_data.ipynb #5aac639b
 @dataclass
@@ -247,8 +376,22 @@ class ReadResult:
     task: str             # 'chat', 'text' or 'classification'
     formats: dict         # input file -> format it was read as
     n_read: int           # rows read (= len(dataset) + len(problems))
+    mappings: dict = field(default_factory=dict)  # input file -> {tunebook field: your column} where the names differ
+    converted: dict = field(default_factory=dict) # values converted to text, by field and kind ("'input': number -> text": 3)
+    ignored: dict = field(default_factory=dict)   # input file -> fields of its rows that no format uses (left out, listed here)
+    label_notes: list = field(default_factory=list) # labels that differ only by case (usually a mistake; kept apart)
     def __repr__(self): return (f"ReadResult({self.n_read} rows read: {len(self.dataset)} valid, {len(self.problems)} invalid; "
                                 f"task={self.task!r}, formats={self.formats})")
+
+_BINARY = {b'\x89PNG': 'a PNG image', b'\xff\xd8\xff': 'a JPEG image', b'GIF8': 'a GIF image', b'%PDF': 'a PDF document',
+           b'PK\x03\x04': 'a ZIP archive (or .docx/.xlsx)', b'\x1f\x8b': 'a gzip archive', b'Bud1': 'a macOS .DS_Store file'}
+
+def binary_kind(data:bytes)->str|None: # what the bytes are ('a PNG image'), or None for text
+    "Recognise binary content (known file signatures, or NUL bytes) before trying to decode it as text."
+    for sig, what in _BINARY.items():
+        if data.startswith(sig) or data[4:].startswith(sig) and sig == b'Bud1': return what
+    if b'\x00' in data[:8192] and not data.startswith((b'\xff\xfe', b'\xfe\xff')): return 'binary data (it has NUL bytes)'
+    return None
 
 def _files(inputs, fmt):
     "Expand inputs into (path, kind) pairs; kind is 'json', 'csv', 'parquet', 'txt' or 'doc'."
@@ -257,7 +400,8 @@ def _files(inputs, fmt):
         p = Path(inp)
         if not p.exists(): raise TunebookError(f"{p}: no such file or folder")
         if p.is_dir():
-            docs = sorted(f for f in p.rglob('*') if f.is_file() and f.suffix.lower() in DOC_SUFFIXES and not f.name.startswith('.'))
+            docs = sorted(f for f in p.rglob('*') if f.is_file() and f.suffix.lower() in DOC_SUFFIXES
+                          and not any(part.startswith('.') for part in f.relative_to(p).parts))
             if not docs: raise TunebookError(f"{p}: the folder holds no {'/'.join(DOC_SUFFIXES)} documents")
             out += [(f, 'doc') for f in docs]; continue
         s = p.suffix.lower()
@@ -268,37 +412,61 @@ def _files(inputs, fmt):
 
 # %% ../nbs/10_data.ipynb #f943ce9d
 def _read_file(path, kind, fmt, cols, encoding):
-    "Rows (line, obj|Problem, raw) of one file and the format they are in."
+    "Rows (line, obj|Problem, raw) of one file, the format they are in and the detected column mapping."
     f, header = str(path), None
+    if kind != 'parquet':
+        head = Path(path).read_bytes()[:8192]
+        if (what := binary_kind(head)): return [(1, Problem(f, 1, 'binary_file', f"the file is {what}, not text; remove it from the inputs"), None)], fmt, {}
     if kind == 'doc':
         ls = decode_lines(path, encoding)
         bad = [t for _, t in ls if isinstance(t, Problem)]
-        if bad: return [(bad[0].line, bad[0], None)], 'docs'
-        return [(1, {'text': '\n'.join(t for _, t in ls)}, None)], 'docs'
+        if bad: return [(bad[0].line, bad[0], None)], 'docs', {}
+        text = '\n'.join(t for _, t in ls)
+        if not text.strip(): return [(1, Problem(f, 1, 'empty_file', 'the file is empty' if not text else 'the file holds only whitespace'), None)], 'docs', {}
+        return [(1, {'text': text}, None)], 'docs', {}
     if kind == 'txt': rows = [(n, t if isinstance(t, Problem) else {'text': t}, t if isinstance(t, str) else t.raw)
                               for n, t in decode_lines(path, encoding) if not isinstance(t, str) or t.strip()]
     elif kind == 'json': rows = _json_rows(path, encoding)
     elif kind == 'csv': rows, header = _csv_rows(path, encoding)
     else: rows, header = _parquet_rows(path)
-    if not rows and header is None and not Path(path).read_bytes().strip(): return [(1, Problem(f, 1, 'empty_file', 'the file is empty'), None)], fmt
-    if not rows: return [(1, Problem(f, 1, 'empty_file', f"the file has a header ({', '.join(header or [])}) but no rows"), None)], fmt
+    if not rows and header is None and not Path(path).read_bytes().strip(): return [(1, Problem(f, 1, 'empty_file', 'the file is empty'), None)], fmt, {}
+    if not rows: return [(1, Problem(f, 1, 'empty_file', f"the file has a header ({', '.join(header or [])}) but no rows"), None)], fmt, {}
     if kind == 'txt' and fmt in (None, 'auto'): fmt = 'text'
     keys = header if header is not None else next((list(o) for _, o, _ in rows if isinstance(o, dict)), None)
-    if keys is None and fmt in (None, 'auto'): return rows, 'unknown'  # no row parsed: its problems say why
+    if keys is None and fmt in (None, 'auto'): return rows, 'unknown', {}  # no row parsed: its problems say why
+    mapping = {}
     if fmt in (None, 'auto', 'csv'):
-        fmt = detect_format(list(keys) + list(cols))
+        fmt, mapping = detect_columns([k for k in keys if k not in cols.values()] + list(cols))
         if fmt is None:
             p = Problem(f, 1, 'unknown_format' if header is None else 'missing_columns', f"cannot tell the format from the "
                         f"{'header' if header is not None else 'keys'} ({', '.join(map(str, keys)) or 'none'}); "
-                        f"pass format=... or map your columns, e.g. --columns prompt=question,completion=answer")
-            return [(1, p, None)], 'unknown'
+                        f"pass --format ... or map your columns, e.g. --columns prompt=question,completion=answer")
+            return [(1, p, None)], 'unknown', {}
+    elif keys is not None:  # a format was given: use the known column names for it where the plain ones are absent
+        fmt2, m2 = detect_columns(list(keys))
+        if fmt2 == fmt: mapping = m2
+    mapping = {k: v for k, v in mapping.items() if k not in cols}
+    mapping.update(cols)
     if header is not None:  # a table: check the header once rather than every row
         need = {'openai': ['messages'], 'sharegpt': ['conversations'], 'alpaca': ['instruction', 'output'], 'prompt-completion': ['prompt', 'completion'],
                 'text': ['text'], 'docs': ['text'], 'classification': ['text', 'label']}[fmt]
-        miss = [cols.get(k, k) for k in need if cols.get(k, k) not in header]
+        miss = [c for k in need for c in (mapping.get(k, k) if isinstance(mapping.get(k, k), list) else [mapping.get(k, k)]) if c not in header]
         if miss: return [(1, Problem(f, 1, 'missing_columns', f"format {fmt!r} needs column(s) {', '.join(miss)}; the header has "
-                                      f"{', '.join(header)}. Map yours with --columns, e.g. --columns {need[0]}=YOUR_COLUMN"), None)], fmt
-    return rows, fmt
+                                      f"{', '.join(header)}. Map yours with --columns, e.g. --columns {need[0]}=YOUR_COLUMN"), None)], fmt, {}
+    return rows, fmt, mapping
+
+_USED = {'openai': {'messages'}, 'sharegpt': {'conversations'}, 'alpaca': {'instruction', 'input', 'output', 'system'},
+         'prompt-completion': {'prompt', 'completion'}, 'text': {'text'}, 'docs': {'text'}, 'classification': {'text', 'label'}}
+_METADATA = {'id', 'source', 'idx', 'index', 'uuid', 'category', 'lang', 'language', 'dataset', 'meta', 'metadata', 'split'}
+
+def _remap(obj, mapping):
+    "The row with your columns renamed to tunebook's fields (a list of columns becomes a list of their values)."
+    if not mapping or not isinstance(obj, dict): return obj
+    out = {k: v for k, v in obj.items() if k not in {c for v in mapping.values() for c in (v if isinstance(v, list) else [v])}}
+    for k, v in mapping.items():
+        if isinstance(v, list): out[k] = [obj.get(c) for c in v]
+        elif v in obj: out[k] = obj[v]
+    return out
 
 # %% ../nbs/10_data.ipynb #57f5b718
 def read_inputs(
@@ -309,32 +477,46 @@ def read_inputs(
 )->ReadResult:
     "Read, validate and normalise every row of `inputs`; bad rows become `Problem`s, not exceptions."
     if format not in ('auto', 'csv', *FORMATS): raise TunebookError(f"unknown format {format!r}; choose one of: auto, {', '.join(FORMATS)}, csv")
+    try: codecs.lookup(encoding)
+    except LookupError: raise TunebookError(f"unknown encoding {encoding!r}; use a Python codec name such as utf-8, cp1252, latin-1 or utf-16") from None
     cols = parse_columns(columns)
-    rows, problems, formats, n = [], [], {}, 0
+    rows, problems, formats, mappings, ignored, notes, n = [], [], {}, {}, {}, Counter(), 0
     for path, kind in _files(inputs, format):
-        got, fmt = _read_file(path, kind, format, cols, encoding)
+        got, fmt, mapping = _read_file(path, kind, format, cols, encoding)
         formats[str(path)] = fmt
+        if (m := describe_mapping(mapping)): mappings[str(path)] = m
+        extra = set()
         for line, obj, raw in got:
             n += 1
             if isinstance(obj, Problem): problems.append(obj); continue
-            if cols and isinstance(obj, dict): obj = {**obj, **{k: obj[v] for k, v in cols.items() if v in obj}}
-            try: rows.append({**normalise_row(obj, fmt), 'source': f"{path}:{line}"})
+            obj = _remap(obj, mapping)
+            if isinstance(obj, dict) and fmt in _USED: extra |= set(obj) - _USED[fmt] - {'tools', 'functions'}
+            try: rows.append({**normalise_row(obj, fmt, notes), 'source': f"{path}:{line}"})
             except BadRow as e:
                 if raw is None: raw = json.dumps(obj, ensure_ascii=False, default=str)
                 problems += [Problem(str(path), line, c, d, raw) for c, d in e.problems]
+        if extra: ignored[str(path)] = sorted(map(str, extra))
     tasks = {FORMATS[f][0] for f in formats.values() if f in FORMATS}
     if len(tasks) > 1: raise TunebookError(f"the inputs mix tasks ({', '.join(sorted(tasks))}): " +
                                            '; '.join(f"{k} is {v}" for k, v in formats.items()) + ". Prepare them separately.")
     task = tasks.pop() if tasks else 'chat'
-    return ReadResult(to_dataset(rows, task), problems, task, formats, n)
+    label_notes = case_variants([r['label'] for r in rows]) if task == 'classification' else []
+    return ReadResult(to_dataset(rows, task), problems, task, formats, n, mappings, dict(notes), ignored, label_notes)
 
 # %% ../nbs/10_data.ipynb #a7a11643
 MESSAGE = {'role': Value('string'), 'content': Value('string'), 'weight': Value('int64')}
 
 def label_names(labels:list)->list: # the distinct labels, as names for a `ClassLabel`
-    "Names for a `ClassLabel`: sorted strings, or '0'..'max' for integer labels."
-    if all(isinstance(l, int) for l in labels): return [str(i) for i in range(max(labels, default=-1) + 1)]
-    return sorted({str(l) for l in labels})
+    "Names for a `ClassLabel`: the distinct labels as text, in numeric order when they are all numbers (1-5 stars: '1'..'5'), else sorted."
+    names = {label_text(l) for l in labels}
+    try: return sorted(names, key=float)
+    except ValueError: return sorted(names)
+
+def case_variants(labels:list)->list: # groups of label names that differ only by case, e.g. [['Positive', 'positive']]
+    "Labels that are equal but for case: usually a mistake in the data, reported by `prep` (they stay separate classes)."
+    by = defaultdict(set)
+    for l in labels: by[str(l).casefold()].add(str(l))
+    return [sorted(v) for v in by.values() if len(v) > 1]
 
 def to_dataset(
     rows:list,       # normalised rows (with `source`)
@@ -350,5 +532,5 @@ def to_dataset(
     names = names or label_names([r['label'] for r in rows])
     idx = {n: i for i, n in enumerate(names)}
     feats = Features({'text': Value('string'), 'label': ClassLabel(names=names), 'source': Value('string')})
-    return Dataset.from_dict({'text': [r['text'] for r in rows], 'label': [idx[str(r['label'])] for r in rows],
+    return Dataset.from_dict({'text': [r['text'] for r in rows], 'label': [idx[label_text(r['label'])] for r in rows],
                               'source': [r['source'] for r in rows]}, features=feats)

@@ -10,9 +10,10 @@ from datasets import Dataset
 from .core import TunebookError
 
 # %% auto #0
-__all__ = ['IGNORE', 'log', 'adds_bos', 'alpaca_template', 'ensure_chat_template', 'end_of_turn_id', 'assistant_spans',
-           'tokenize_chat', 'MaskView', 'show_mask', 'tokenize_prompt', 'tokenize_text', 'tokenize_dataset',
-           'lint_example', 'lint_masks', 'pack_examples', 'padding_efficiency', 'PaddedCollator', 'row_seq_lens',
+__all__ = ['IGNORE', 'log', 'TEMPLATE_FIX', 'adds_bos', 'alpaca_template', 'ensure_chat_template', 'TemplateError',
+           'merge_system', 'end_of_turn_id', 'assistant_spans', 'check_chat', 'check_chats', 'tokenize_chat',
+           'MaskView', 'show_mask', 'tokenize_prompt', 'tokenize_text', 'tokenize_dataset', 'lint_example',
+           'lint_masks', 'pack_examples', 'padding_efficiency', 'PaddedCollator', 'row_seq_lens',
            'packed_attention_mask', 'PackedCollator']
 
 # %% ../nbs/20_format.ipynb #56c21e25
@@ -41,15 +42,47 @@ def ensure_chat_template(tok): # the same tokenizer, with `chat_template` set
     return tok
 
 # %% ../nbs/20_format.ipynb #69b59e9e
+class TemplateError(TunebookError):
+    "A chat template refused a conversation: `.complaint` is the template's own words, `.where` the row (file:line) when known."
+    def __init__(self, complaint:str, tok=None, where:str|None=None):
+        self.complaint, self.where, self.name = complaint, where, getattr(tok, 'name_or_path', None) or '?'
+        super().__init__(self._message())
+    def _message(self):
+        return (f"{self.where + ': ' if self.where else ''}the chat template of {self.name!r} cannot render this conversation: "
+                f"{self.complaint}. Fix: {TEMPLATE_FIX}")
+    def at(self, where:str): # the same error, naming the row
+        "This error with the row's `file:line` (or other location) in front."
+        return TemplateError(self.complaint, None, where) if self.where is None else self
+    def __reduce__(self): return (_template_error, (self.complaint, self.name, self.where))
+
+def _template_error(complaint, name, where):
+    e = TemplateError(complaint, None, where); e.name = name; e.args = (e._message(),); return e
+
+TEMPLATE_FIX = ("start every conversation with a user turn and alternate user/assistant turns; if the template has no system role, "
+                "merge the system prompt into the first user turn (`tunebook prep --system-merge`); or train a model whose template accepts it "
+                "(check your data with `tunebook prep --tokenizer MODEL`)")
+
 def _render(msgs, tok, gen=False)->str:
-    "The chat template's text for `msgs` (roles and contents only)."
+    "The chat template's text for `msgs` (roles and contents only); any refusal becomes a `TemplateError`."
+    if not msgs: raise TemplateError("there is no message before the first assistant turn (the conversation starts with an "
+                                     "assistant turn, so the answer has no prompt)", tok)
     try: return tok.apply_chat_template([{'role': m['role'], 'content': m['content']} for m in msgs],
                                         tokenize=False, add_generation_prompt=gen)
     except (KeyError, TypeError) as e: raise TunebookError(f"Every message needs `role` and `content` ({e!r} in {msgs!r}).") from e
-    except Exception as e:
-        if type(e).__name__ not in ('TemplateError', 'TemplateSyntaxError', 'UndefinedError'): raise
-        raise TunebookError(f"The chat template of {tok.name_or_path!r} refused this conversation: {e}. "
-                            f"Fix the data (e.g. merge the system prompt into the first user turn) or use another template.") from e
+    except TunebookError: raise
+    except Exception as e: raise TemplateError(f"{type(e).__name__}: {e}", tok) from e
+
+def merge_system(
+    messages:list[dict], # a conversation
+)->list[dict]:           # the same, with each system message's text put in front of the next user turn
+    "For templates without a system role: move system prompts into the following user turn (the `--system-merge` fix)."
+    out, pending = [], []
+    for m in messages:
+        if m['role'] == 'system': pending.append(m['content']); continue
+        if pending and m['role'] == 'user': m = {**m, 'content': '\n\n'.join(pending + [m['content']])}; pending = []
+        out.append(m)
+    if pending: out.insert(0, {'role': 'user', 'content': '\n\n'.join(pending), 'weight': None})
+    return out
 
 def _special_ids(tok)->set:
     ids = set(tok.all_special_ids)
@@ -108,13 +141,32 @@ def assistant_spans(
         if m['role'] != 'assistant': continue
         pre, upto = _render(messages[:i], tok, gen=True), _render(messages[:i+1], tok)
         if not (upto.startswith(pre) and full.startswith(upto)):
-            raise TunebookError(f"The chat template of {tok.name_or_path!r} renders turn {i} differently once later turns are added "
-                                f"(it may drop reasoning from past turns, or the conversation starts with an assistant turn), so "
-                                f"the answer cannot be located. Fix the conversation or give the tokenizer a prefix-stable template.")
+            raise TemplateError(f"it renders turn {i+1} differently once later turns are added (it may drop reasoning from past "
+                                f"turns), so the answer cannot be located", tok)
         end = upto.rfind(eot, len(pre))
-        if end < 0: raise TunebookError(f"Turn {i}: the chat template did not close the assistant answer with {eot!r}.")
+        if end < 0: raise TemplateError(f"turn {i+1}: the template did not close the assistant answer with {eot!r}", tok)
         spans.append((len(pre), end + len(eot), m.get('weight', 1) != 0))
     return full, spans
+
+def check_chat(
+    messages:list[dict], # a conversation
+    tok,                 # the tokenizer (and chat template) that will train on it
+)->str|None:             # the template's complaint, or None when the conversation renders and its answers can be located
+    "Whether `tokenize_chat` can train on this conversation with this template; the same code path, so prep and train agree."
+    try: assistant_spans(messages, tok); return None
+    except TemplateError as e: return e.complaint
+
+def check_chats(
+    conversations:list,  # conversations (lists of messages)
+    tok,                 # the tokenizer (and chat template) that will train on them
+)->dict:                 # {index: complaint} for every conversation the template refuses
+    "`check_chat` on many conversations, once per shape (the roles in order and which answers are trained): templates refuse shapes, not words."
+    seen, out = {}, {}
+    for i, ms in enumerate(conversations):
+        shape = tuple((m['role'], m.get('weight', 1) != 0) for m in ms)
+        if shape not in seen: seen[shape] = check_chat(ms, tok)
+        if seen[shape]: out[i] = seen[shape]
+    return out
 
 # %% ../nbs/20_format.ipynb #d490c838
 def _prefix_space(tok)->bool:
@@ -234,13 +286,15 @@ def tokenize_dataset(
     col = 'messages' if task == 'chat' else 'text'
     if col not in ds.column_names: raise TunebookError(f"task={task!r} needs a `{col}` column; this dataset has {ds.column_names}.")
     if task == 'chat': ensure_chat_template(tok)
-    def one(row):
-        r = tokenize_chat(row[col], tok) if task == 'chat' else tokenize_text(row[col], tok)
+    src = 'source' in ds.column_names
+    def one(row, i):
+        try: r = tokenize_chat(row[col], tok) if task == 'chat' else tokenize_text(row[col], tok)
+        except TemplateError as e: raise e.at(row['source'] if src else f"row {i} of the split") from None
         n = len(r['input_ids'])
         ids, labels = r['input_ids'][:seq_len], r['labels'][:seq_len]
         return dict(input_ids=ids, labels=labels, length=len(ids), truncated=n > seq_len, full_length=n,
                     has_target=any(l != IGNORE for l in labels))
-    out = ds.map(one, remove_columns=ds.column_names, num_proc=num_proc, desc=f'tokenizing ({task})')
+    out = ds.map(one, with_indices=True, remove_columns=ds.column_names, num_proc=num_proc, desc=f'tokenizing ({task})')
     long, target = np.array(out['truncated'], dtype=bool), np.array(out['has_target'], dtype=bool)
     keep = target & ~long if overflow == 'drop' else target
     stats = dict(examples=len(ds), kept=int(keep.sum()), too_long=int(long.sum()), overflow=overflow,
