@@ -17,9 +17,10 @@ from .metrics import load_metric, bleu_from_stats, per_class_prf, normalize_answ
 
 # %% auto #0
 __all__ = ['STATISTICS', 'GENERAL_TEXTS', 'TEXT_METRICS', 'load_split', 'check_schema', 'token_nll', 'perplexity',
-           'split_conversation', 'encode_prompt', 'stop_token_ids', 'greedy_decode', 'generate', 'bootstrap', 'ci95',
-           'metric_entry', 'forgetting_check', 'text_scores', 'predict_labels', 'evaluate_model', 'base_model_of',
-           'load_for_eval', 'compare', 'report_table', 'plot_comparison', 'report_markdown', 'save_report', 'eval_cli']
+           'split_conversation', 'encode_prompt', 'stop_token_ids', 'greedy_decode', 'max_positions',
+           'check_generation_budget', 'generate', 'bootstrap', 'ci95', 'metric_entry', 'forgetting_check',
+           'text_scores', 'predict_labels', 'evaluate_model', 'base_model_of', 'load_for_eval', 'run_seq_len',
+           'compare', 'report_table', 'plot_comparison', 'report_markdown', 'save_report', 'eval_cli']
 
 # %% ../nbs/31_eval.ipynb #d3578fd5
 def load_split(
@@ -33,6 +34,11 @@ def load_split(
         raise TunebookError(f"{data_dir} has no '{split}' split (it has: {', '.join(dsd)}). "
                             f"Pass --split with one of those, or re-run `tunebook prep` to make a held-out test split.")
     ds, task = dsd[split], (report or {}).get('task') or _guess_task(dsd[split])
+    if len(ds) == 0:
+        others = ', '.join(f"{k} {len(v)}" for k, v in dsd.items() if k != split)
+        raise TunebookError(f"{data_dir}: the '{split}' split is empty (0 rows; {others}), so there is nothing to evaluate on it. "
+                            f"Evaluate another split with --split (e.g. --split train: the model was trained on it, so its scores "
+                            f"will look better than on new data), or give `tunebook prep` more rows or a larger --test fraction.")
     check_schema(ds, task, f"{data_dir} ({split})")
     if limit: ds = ds.select(range(min(int(limit), len(ds))))
     return ds, task
@@ -161,6 +167,20 @@ def greedy_decode(
     return out
 
 # %% ../nbs/31_eval.ipynb #419b217e
+def max_positions(model)->int|None: # the longest sequence the model reads, or None if it does not say
+    "The model's number of positions (`max_position_embeddings`, `n_positions` or `max_seq_len` in its config)."
+    cfg = getattr(model, 'config', None)
+    return next((int(v) for k in ('max_position_embeddings', 'n_positions', 'max_seq_len') if (v := getattr(cfg, k, None))), None)
+
+def check_generation_budget(
+    max_new_tokens,         # the answer budget asked for
+    what:str='max-new-tokens', # the option's name in the message
+):                          # raises `TunebookError` unless it is a whole number >= 1
+    "Refuse a generation budget that cannot produce an answer (0, negative, not a whole number)."
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+        raise TunebookError(f"--{what} must be a whole number of at least 1 (tokens per answer), not {max_new_tokens!r}: "
+                            f"with no budget there is no answer to score.")
+
 @torch.no_grad()
 def generate(
     model, tok,               # a causal LM and its tokenizer
@@ -175,7 +195,9 @@ def generate(
 )->list:                      # one answer per prompt, special tokens removed
     "Generate answers for many prompts in batches: left padding, the KV cache, finished rows leave the batch (greedy)."
     from transformers import GenerationConfig
+    check_generation_budget(max_new_tokens)
     enc = [encode_prompt(tok, p, chat) for p in prompts]
+    npos, capped = max_positions(model), []
     order = np.argsort([-len(e) for e in enc], kind='stable')  # similar lengths together: less padding
     stops = stop_token_ids(tok)
     pad = tok.pad_token_id if tok.pad_token_id is not None else stops[0]
@@ -186,19 +208,25 @@ def generate(
     if do_sample: seed_everything(seed)
     for i in range(0, len(order), batch_size):
         idx = order[i:i+batch_size]
-        L = max(len(enc[j]) for j in idx)
+        L, budget = max(len(enc[j]) for j in idx), max_new_tokens
+        if npos and L + budget > npos: # never run past the model's positions: cap the budget, and say so
+            if L >= npos: raise TunebookError(f"A prompt is {L} tokens but the model reads at most {npos} positions: shorten it "
+                                              f"(or drop earlier turns) so that it leaves room for an answer.")
+            budget = npos - L; capped.append(budget)
         ids, att = torch.full((len(idx), L), pad, dtype=torch.long), torch.zeros((len(idx), L), dtype=torch.long)
         for r, j in enumerate(idx):  # right-align every prompt: pads on the left
             ids[r, L-len(enc[j]):], att[r, L-len(enc[j]):] = torch.tensor(enc[j]), 1
         if do_sample or getattr(model.config, 'is_encoder_decoder', False):
-            gen = model.generate(input_ids=ids.to(dev), attention_mask=att.to(dev), generation_config=cfg)
+            gen = model.generate(input_ids=ids.to(dev), attention_mask=att.to(dev), generation_config=cfg, max_new_tokens=budget)
             news = [gen[r, L:].tolist() for r in range(len(idx))]
-        else: news = greedy_decode(model, ids.to(dev), att.to(dev), max_new_tokens, stops)  # finished rows leave the batch
+        else: news = greedy_decode(model, ids.to(dev), att.to(dev), budget, stops)  # finished rows leave the batch
         for r, j in enumerate(idx):
             new = news[r]
             new = new[:next((k for k, t in enumerate(new) if t in stops), len(new))]
             out[j] = tok.decode(new, skip_special_tokens=True).strip()
     model.train(was_training)
+    if capped: print(f"note: max_new_tokens {max_new_tokens} capped to {min(capped)}-{max(capped)} for {len(capped)} batch(es): prompt + answer "
+                     f"must fit the model's {npos} positions")
     return out
 
 # %% ../nbs/31_eval.ipynb #09e01b90
@@ -238,13 +266,24 @@ def metric_entry(
     base, tuned,            # per-example data of each model (`base` may be None: tuned only)
     higher_is_better:bool=True, # direction of the metric
     n_boot:int=1000, seed:int=0,
-)->dict:                    # base, tuned, diff and their 95% intervals (the `eval.json` schema)
-    "One row of the report: both values, the difference and paired bootstrap intervals."
+    tokens:int|None=None,   # tokens the figure rests on (perplexity: scored answer tokens)
+    of:int|None=None,       # rows asked for (rows the figure rests on may be fewer)
+    why:str|None=None,      # why rows are missing, for the report
+)->dict:                    # base, tuned, diff, their 95% intervals, rows and tokens (the `eval.json` schema)
+    "One row of the report: both values, the difference, paired bootstrap intervals, and what they rest on."
+    n = _n(tuned)
+    e = dict(base=None, tuned=None, diff=None, base_ci95=None, tuned_ci95=None, diff_ci95=None, higher_is_better=higher_is_better,
+             rows=n, of=n if of is None else of, tokens=tokens, note=None)
+    if n == 0 or tokens == 0: # a figure over nothing is not a value: n/a, with the reason
+        e['note'] = f"n/a: nothing to score ({why or 'no rows'})"
+        return e
     t, tb = bootstrap(kind, tuned, n_boot, seed)
-    e = dict(base=None, tuned=t, diff=None, base_ci95=None, tuned_ci95=ci95(tb), diff_ci95=None, higher_is_better=higher_is_better)
+    e.update(tuned=t, tuned_ci95=ci95(tb) if n > 1 else None)
     if base is not None:
         b, bb = bootstrap(kind, base, n_boot, seed)
-        e.update(base=b, diff=t - b, base_ci95=ci95(bb), diff_ci95=ci95(tb - bb))
+        e.update(base=b, diff=t - b, base_ci95=ci95(bb) if n > 1 else None, diff_ci95=ci95(tb - bb) if n > 1 else None)
+    if n == 1: e['note'] = 'one row: no confidence interval and no verdict'
+    elif e['of'] > n: e['note'] = f"rests on {n} of {e['of']} rows ({why})"
     return e
 
 # %% ../nbs/31_eval.ipynb #6b853606
@@ -344,13 +383,17 @@ def load_for_eval(
 # %% ../nbs/31_eval.ipynb #2208a0da
 _HIGHER = dict(perplexity=False, rouge1=True, rouge2=True, rougeL=True, bleu=True, exact_match=True, f1=True, accuracy=True, macro_f1=True)
 
-def _metrics(b:dict|None, t:dict, task, n_boot, seed)->dict:
+def _metrics(b:dict|None, t:dict, task, n_boot, seed, seq_len:int=512, ref_tokens:int|None=None)->dict:
     if task == 'classification':
         acc = lambda d: (d['labels'][0] == d['labels'][1]).astype(float)
         return dict(accuracy=metric_entry('mean', b and acc(b), acc(t), True, n_boot, seed),
                     macro_f1=metric_entry('macro_f1', b and b['labels'], t['labels'], True, n_boot, seed))
-    m = dict(perplexity=metric_entry('perplexity', b and b['ppl'], t['ppl'], False, n_boot, seed))
-    for k, kind in TEXT_METRICS: m[k] = metric_entry(kind, b and b[k], t[k], True, n_boot, seed)
+    (tn, tc), n = t['ppl'], len(t['ppl'][0])
+    keep = (tc > 0) & ((b['ppl'][1] > 0) if b is not None else True) # rows with answer tokens (in both models: paired)
+    why = f"{n - int(keep.sum())} of {n} rows have no answer token within seq_len {seq_len} (the prompt fills it)"
+    sel = lambda d: (d['ppl'][0][keep], d['ppl'][1][keep])
+    m = dict(perplexity=metric_entry('perplexity', b and sel(b), sel(t), False, n_boot, seed, tokens=int(tc[keep].sum()), of=n, why=why))
+    for k, kind in TEXT_METRICS: m[k] = metric_entry(kind, b and b[k], t[k], True, n_boot, seed, tokens=ref_tokens)
     return m
 
 def _per_class(d, names)->dict:
@@ -360,6 +403,17 @@ def _prompt_text(p)->str:
     return p if isinstance(p, str) else '\n'.join(f"{m['role']}: {m['content']}" for m in p)
 
 # %% ../nbs/31_eval.ipynb #c735ad5c
+def run_seq_len(
+    tuned,                 # what is evaluated: a run folder (or adapter folder inside one), or anything else
+    seq_len:int|None=None, # asked for explicitly; wins when given
+)->tuple:                  # (seq_len, where it came from)
+    "The sequence length to score with: as asked, else the run's own training setting from `summary.json`, else 512."
+    if seq_len is not None: return int(seq_len), 'asked'
+    if isinstance(tuned, (str, Path)):
+        for p in (Path(tuned), Path(tuned).parent):
+            if (p/'summary.json').exists() and (v := (read_json(p/'summary.json').get('config') or {}).get('seq_len')): return int(v), f"the run's summary.json"
+    return 512, 'default'
+
 def compare(
     base,                        # base model: name/path/run folder or (model, tok); None evaluates `tuned` alone
     tuned,                       # fine-tuned model: run folder, adapter/model folder, name, or (model, tok)
@@ -372,7 +426,7 @@ def compare(
     batch_size:int=16,           # prompts per generation batch
     general_texts:list|None=None, # texts for the forgetting check; `GENERAL_TEXTS` if None
     forget_threshold:float=0.1,  # flag a relative general-text perplexity increase above this
-    seq_len:int=512,             # longest sequence scored for perplexity
+    seq_len:int|None=None,       # longest sequence scored for perplexity; the run's own (summary.json) if None, else 512
     n_boot:int=1000,             # bootstrap resamples
     seed:int=0,                  # seeds the bootstrap
     save:bool=True,              # write eval.json, eval.md, eval.png
@@ -382,46 +436,61 @@ def compare(
     if save and out is None:
         if isinstance(tuned, (str, Path)) and Path(tuned).is_dir(): out = Path(tuned)
         else: raise TunebookError("Where should the report go? Pass `out=` (a folder) when `tuned` is not a run folder.")
+    check_generation_budget(max_new_tokens)
+    seq_len, source = run_seq_len(tuned, seq_len)
     tm, ttok, tname = load_for_eval(tuned, task)
+    if (npos := max_positions(tm)) and seq_len > npos:
+        print(f"note: seq_len {seq_len} capped to the model's {npos} positions"); seq_len = npos
     t = evaluate_model(tm, ttok, ds, task, max_new_tokens, batch_size, seq_len)
     b, bname, bm = None, None, None
     if base is not None:
         bm, btok, bname = load_for_eval(base, task)
+        if task != 'classification' and isinstance(tuned, (str, Path)) and str(base) == str(base_model_of(tuned)):
+            btok = ttok # the run's own tokenizer and chat template for both: the same prompts, the same scored tokens
         b = evaluate_model(bm, btok, ds, task, max_new_tokens, batch_size, seq_len)
     if task == 'classification': prompts, refs = list(ds['text']), [str(x) for x in ds['label']]
     else: prompts, refs = _prompts(ds, task)
     forgetting = dict(base_ppl=None, tuned_ppl=None, rel_change=None, flagged=False, threshold=forget_threshold)
     if b is not None and task != 'classification':
         forgetting = forgetting_check((bm, btok), (tm, ttok), general_texts, forget_threshold, seq_len, max(1, batch_size//2))
+    ref_tokens = None if task == 'classification' else sum(len(ttok(r, add_special_tokens=False)['input_ids']) for r in refs)
     rep = dict(base=bname, tuned=tname, data_dir=str(data_dir), split=split, n=len(ds), task=task,
-               metrics=_metrics(b, t, task, n_boot, seed), forgetting=forgetting,
+               metrics=_metrics(b, t, task, n_boot, seed, seq_len, ref_tokens), forgetting=forgetting,
                examples=[dict(prompt=_prompt_text(prompts[i]), reference=refs[i], base=b['outputs'][i] if b else None,
                               tuned=t['outputs'][i]) for i in range(min(n_examples, len(ds)))])
     if task == 'classification':
         names = getattr(ds.features['label'], 'names', None)
         rep['per_class'] = dict(base=_per_class(b, names) if b else None, tuned=_per_class(t, names))
+    rep['settings'] = dict(seq_len=seq_len, seq_len_from=source, max_new_tokens=max_new_tokens,
+                           template="the tuned model's tokenizer" + (' (for both models)' if b is not None and btok is ttok else ''))
     if save: save_report(rep, out)
     return rep
 
 # %% ../nbs/31_eval.ipynb #7b9c3517
 def _fmt(v, ci=None)->str:
-    if v is None: return '-'
+    if v is None: return 'n/a'
     s = f"{v:.3f}" if abs(v) < 100 else f"{v:.1f}"
     return s + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else '')
 
 def report_table(rep:dict)->str: # a markdown table
     "The metrics of a report as a markdown table: base, tuned, difference with 95% intervals."
-    rows = ['| metric | base | tuned | diff [95% CI] | verdict |', '|---|---|---|---|---|']
+    rows = ['| metric | base | tuned | diff [95% CI] | verdict | rows (tokens) |', '|---|---|---|---|---|---|']
     for k, e in rep['metrics'].items():
-        v = ''
+        v = 'n/a' if e.get('tuned') is None else 'n/a: 1 row' if e.get('rows', 2) < 2 and e['base'] is not None else ''
         if e['diff_ci95'] is not None:
             lo, hi = e['diff_ci95']
             better = (lo > 0) if e['higher_is_better'] else (hi < 0)
             worse = (hi < 0) if e['higher_is_better'] else (lo > 0)
             v = 'better' if better else 'worse' if worse else 'no clear change'
         arrow = '↑' if e['higher_is_better'] else '↓'
-        rows.append(f"| {k} {arrow} | {_fmt(e['base'])} | {_fmt(e['tuned'])} | {_fmt(e['diff'], e['diff_ci95'])} | {v} |")
-    return '\n'.join(rows)
+        rows_ = f"{e.get('rows', '?')}" + (f" of {e['of']}" if e.get('of') not in (None, e.get('rows')) else '') + \
+                (f" ({e['tokens']:,})" if e.get('tokens') is not None else '')
+        rows.append(f"| {k} {arrow} | {_fmt(e['base'])} | {_fmt(e['tuned'])} | {_fmt(e['diff'], e['diff_ci95'])} | {v} | {rows_} |")
+    by_note = {}
+    for k, e in rep['metrics'].items():
+        if e.get('note'): by_note.setdefault(e['note'], []).append(k)
+    notes = [f"- {', '.join(ks)}: {note}" for note, ks in by_note.items()]
+    return '\n'.join(rows + (['', *notes] if notes else []))
 
 def plot_comparison(rep:dict): # a matplotlib figure
     "Bar chart of base vs tuned for every metric, with 95% intervals."
@@ -432,7 +501,7 @@ def plot_comparison(rep:dict): # a matplotlib figure
         names, vals, cis, cols = [], [], [], []
         for who, col in (('base', '#9aa5b1'), ('tuned', '#2f6fde')):
             if e[who] is None: continue
-            names.append(who); vals.append(e[who]); cis.append(e[f'{who}_ci95']); cols.append(col)
+            names.append(who); vals.append(e[who]); cis.append(e[f'{who}_ci95'] or [e[who], e[who]]); cols.append(col)
         err = np.array([[v - c[0] for v, c in zip(vals, cis)], [c[1] - v for v, c in zip(vals, cis)]]).clip(0)
         ax.bar(names, vals, yerr=err, color=cols, capsize=3)
         ax.set_title(f"{k} {'↑' if e['higher_is_better'] else '↓'}", fontsize=9); ax.tick_params(labelsize=8)
@@ -444,8 +513,10 @@ def report_markdown(rep:dict, image:str|None='eval.png')->str: # the eval.md tex
     "The whole report as markdown: table, forgetting check, examples."
     f = rep['forgetting']
     lines = [f"# Evaluation: {rep['tuned']}", '', f"Base: `{rep['base']}` · data: `{rep['data_dir']}` · split: `{rep['split']}` · "
-             f"n = {rep['n']} · task: {rep['task']}", '', report_table(rep), '',
-             '95% intervals from a paired bootstrap over examples. ↑ higher is better, ↓ lower is better.', '']
+             f"n = {rep['n']} · task: {rep['task']}" + (f" · seq_len {rep['settings']['seq_len']} ({rep['settings']['seq_len_from']})" if rep.get('settings') else ''),
+             '', report_table(rep), '',
+             '95% intervals from a paired bootstrap over examples. ↑ higher is better, ↓ lower is better. "rows (tokens)": what each '
+             'figure rests on (perplexity: scored answer tokens; text metrics: reference tokens).', '']
     if image: lines += [f'![base vs tuned]({image})', '']
     if f['base_ppl'] is not None:
         lines += ['## Did it forget?', '', f"Perplexity on {len(GENERAL_TEXTS)} general texts: base {f['base_ppl']:.2f}, tuned {f['tuned_ppl']:.2f} "
@@ -486,6 +557,9 @@ def eval_cli(
     n_examples:int=5,              # side-by-side examples in the report
 ):
     "Evaluate a fine-tuned model on held-out data, optionally against its base model."
+    check_generation_budget(max_new_tokens)
+    for name, v, lo in (('batch-size', batch_size, 1), ('limit', limit, 1), ('n-examples', n_examples, 0)):
+        if v is not None and v < lo: raise TunebookError(f"--{name} must be at least {lo}, not {v}.")
     p = Path(model)
     if data is None:
         data = read_json(p/'summary.json').get('data_dir') if (p/'summary.json').exists() else None
@@ -494,6 +568,9 @@ def eval_cli(
     if p.is_dir() and rep_json.exists() and read_json(rep_json).get('task') == 'classification' and RunDir(p).summary.exists():
         from tunebook.classify import evaluate_classifier, _eval_md # a classifier run: its baseline is the linear probe
         if limit: print(f"note: --limit is ignored for classification (scoring all of '{split}' takes seconds)")
+        ignored = [o for o, given in (('--compare-base', compare_base), ('--max-new-tokens', max_new_tokens != 64), ('--batch-size', batch_size != 16)) if given]
+        if ignored: print(f"note: a classification run is always compared with its linear-probe baseline and generates nothing: "
+                          f"{', '.join(ignored)} {'does' if len(ignored) == 1 else 'do'} not apply and {'is' if len(ignored) == 1 else 'are'} ignored")
         if out is not None and Path(out).resolve() != p.resolve(): raise TunebookError(
             f"A classification report is written into its run folder ({p}); leave out --out DIR.")
         rep = evaluate_classifier(p, data, split=split, n_examples=n_examples)
@@ -506,6 +583,8 @@ def eval_cli(
                                              f"Evaluate the base separately: `tunebook eval BASE --data {data} --out DIR`.")
     if out is None and not p.is_dir(): raise TunebookError(f"{model} is not a folder: pass --out DIR for the report.")
     rep = compare(base, model, data, split=split, limit=limit, n_examples=n_examples, out=out, max_new_tokens=max_new_tokens, batch_size=batch_size)
+    st = rep['settings']
+    print(f"{rep['split']} split, {rep['n']} rows; perplexity scored with seq_len {st['seq_len']} ({st['seq_len_from']}), {st['template']}")
     print(report_table(rep))
     if rep['forgetting']['flagged']: print(f"\nwarning: general-text perplexity rose by {rep['forgetting']['rel_change']:.0%}: the model may have forgotten things.")
     print(f"\nreport: {Path(out or model)/'eval.md'}")
