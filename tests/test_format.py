@@ -8,6 +8,15 @@ from tunebook.models import load_tokenizer, load_base, tiny_causal_lm
 from tunebook.format import (IGNORE, tokenize_chat, tokenize_text, tokenize_dataset, lint_masks, show_mask, pack_examples,
                              PackedCollator, PaddedCollator, packed_attention_mask, end_of_turn_id, row_seq_lens)
 
+def cli(*args):
+    "Run `tunebook ARGS` in-process: (exit status, stdout, stderr)."
+    import io
+    from contextlib import redirect_stdout, redirect_stderr
+    from tunebook.cli import main
+    o, e = io.StringIO(), io.StringIO()
+    with redirect_stdout(o), redirect_stderr(e): rc = main([str(a) for a in args])
+    return rc, o.getvalue(), e.getvalue()
+
 ROWS = [json.loads(l) for l in open(Path(__file__).parents[1]/'tunebook'/'samples'/'sample_chat.jsonl')]
 
 LLAMA3 = ("{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = '<|start_header_id|>' + message['role'] + "
@@ -250,3 +259,57 @@ def test_lint_checks_packed_rows_per_example(tok):
     assert s['examples'] == len(ds) and s['truncated'] == sum(ds['truncated']) > 0
     bad = dict(p[0]); bad['labels'] = list(bad['input_ids'])
     with pytest.raises(TunebookError, match=r'example 0 \(packed example 0 of the row\)'): lint_masks([bad], t)
+
+# ---------------------------------------------------------------- chat-template refusals (issue 12, kind 4)
+NO_SYSTEM = ("{% for m in messages %}{% if m['role'] == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}"
+             "<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+ALTERNATE = ("{% for m in messages %}{% if (m['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+             "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}"
+             "<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+def _with_template(template, tmp_path=None):
+    import copy
+    from tunebook.models import load_tokenizer
+    t = copy.deepcopy(load_tokenizer()); t.chat_template = template
+    if tmp_path is not None: t.save_pretrained(tmp_path); tiny_causal_lm()[0].config.save_pretrained(tmp_path)  # a model folder (--tokenizer)
+    return t
+
+def _chat_rows(path, rows):
+    path.write_text(''.join(json.dumps({'messages': r}) + '\n' for r in rows)); return path
+
+SYS = [{'role': 'system', 'content': 'Be brief.'}, {'role': 'user', 'content': 'Hi?'}, {'role': 'assistant', 'content': 'Hello.'}]
+PLAIN = [{'role': 'user', 'content': 'Why?'}, {'role': 'assistant', 'content': 'Because.'}]
+TWO_USERS = [{'role': 'user', 'content': 'One.'}, {'role': 'user', 'content': 'Two.'}, {'role': 'assistant', 'content': 'Three.'}]
+
+def test_template_refusals_become_one_clear_error():
+    from tunebook.format import tokenize_chat, check_chat, check_chats, TemplateError, merge_system
+    t = _with_template(NO_SYSTEM)
+    with pytest.raises(TemplateError) as e: tokenize_chat(SYS, t)
+    assert 'System role not supported' in str(e.value) and '--system-merge' in str(e.value)
+    assert check_chat(SYS, t).endswith('System role not supported') and check_chat(PLAIN, t) is None
+    assert check_chat(merge_system(SYS), t) is None and merge_system(SYS)[0]['content'] == 'Be brief.\n\nHi?'
+    a = _with_template(ALTERNATE)
+    assert check_chats([PLAIN, TWO_USERS, PLAIN, TWO_USERS], a) == {1: check_chat(TWO_USERS, a), 3: check_chat(TWO_USERS, a)}
+    assert 'must alternate' in check_chat(TWO_USERS, a)
+
+def test_tokenize_dataset_names_the_row_of_a_template_refusal():
+    from datasets import Dataset
+    from tunebook.format import tokenize_dataset, TemplateError
+    ds = Dataset.from_list([{'messages': PLAIN, 'source': 'mine.jsonl:1'}, {'messages': SYS, 'source': 'mine.jsonl:2'}])
+    with pytest.raises(TemplateError, match=r'^mine\.jsonl:2: .*System role not supported'): tokenize_dataset(ds, _with_template(NO_SYSTEM))
+
+def test_prep_with_the_model_tokenizer_rejects_or_sets_aside_and_system_merge_fixes(tmp_path):
+    from tunebook.clean import load_prepared
+    tokdir = tmp_path/'tok'; _with_template(NO_SYSTEM, tokdir)
+    src = _chat_rows(tmp_path/'mine.jsonl', [PLAIN, SYS, PLAIN[::1] + [{'role': 'user', 'content': 'More?'}, {'role': 'assistant', 'content': 'No.'}]])
+    rc, out, err = cli('prep', src, '--out', tmp_path/'a', '--tokenizer', tokdir, '--val', '0', '--test', '0')
+    assert rc == 2 and f'{src}:2: chat_template' in err and 'System role not supported' in err and '--system-merge' in err
+    rc, out, err = cli('prep', src, '--out', tmp_path/'b', '--tokenizer', tokdir, '--val', '0', '--test', '0', '--skip-invalid')
+    assert rc == 0 and '1 refused' in out
+    rej = [json.loads(l) for l in open(tmp_path/'b'/'rejected.jsonl')]
+    assert [r['source'] for r in rej] == [f'{src}:2'] and rej[0]['reasons'][0]['category'] == 'chat_template'
+    rc, out, err = cli('prep', src, '--out', tmp_path/'c', '--tokenizer', tokdir, '--val', '0', '--test', '0', '--system-merge')
+    assert rc == 0, err
+    dd, rep = load_prepared(tmp_path/'c')
+    assert rep['counts']['kept'] == 3 and not any(m['role'] == 'system' for r in dd['train']['messages'] for m in r)
+    assert dd['train']['source'][0].startswith(str(src))  # chat rows keep their file:line for later stages

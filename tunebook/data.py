@@ -155,8 +155,10 @@ def _csv_rows(path, encoding, delimiter=None):
 
 def _parquet_rows(path):
     "Rows of a Parquet file (1-based row numbers) and its column names."
-    import pyarrow.parquet as pq
-    t = pq.read_table(path)
+    import pyarrow as pa, pyarrow.parquet as pq
+    try: t = pq.read_table(path)
+    except (pa.ArrowException, OSError) as e:
+        return [(1, Problem(str(path), 1, 'undecodable', f"not a readable Parquet file ({str(e).split(': ')[-1][:120]})"), None)], None
     return [(i, r, None) for i, r in enumerate(t.to_pylist(), 1)], t.column_names
 
 # %% ../nbs/10_data.ipynb #20ab4593
@@ -482,7 +484,8 @@ def read_inputs(
     cols = parse_columns(columns)
     rows, problems, formats, mappings, ignored, notes, n = [], [], {}, {}, {}, Counter(), 0
     for path, kind in _files(inputs, format):
-        got, fmt, mapping = _read_file(path, kind, format, cols, encoding)
+        try: got, fmt, mapping = _read_file(path, kind, format, cols, encoding)
+        except OSError as e: raise TunebookError(f"{path}: cannot read it ({e.strerror or e})") from None
         formats[str(path)] = fmt
         if (m := describe_mapping(mapping)): mappings[str(path)] = m
         extra = set()
