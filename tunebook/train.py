@@ -7,13 +7,14 @@ from __future__ import annotations
 import os, sys, json, math, time, shutil, hashlib, tempfile, warnings, contextlib
 from pathlib import Path
 import torch
-from fastcore.script import call_parse
+from fastcore.script import call_parse, Param
 from transformers import Trainer, TrainingArguments, TrainerCallback, PrinterCallback
 from .core import (TunebookError, RunDir, atomic_dir, write_json, read_json, fsync_tree, _fsync_dir,
                            default_device, default_dtype, seed_everything, peak_memory_mb)
 from .models import DEFAULT_MODEL, base_reference
 from .methods import METHODS, VIRTUAL_TOKEN_METHODS, load_for_method, apply_method
 from .format import tokenize_dataset, lint_masks, pack_examples, PackedCollator, PaddedCollator, IGNORE
+from .config import write_run_config, trackers, train_kwargs_from_cli
 
 # %% auto #0
 __all__ = ['SHORT_RUN', 'RESUME_MUST_MATCH', 'TRAIN_ARGS', 'CountingCollator', 'prepare_splits', 'write_manifest',
@@ -463,6 +464,8 @@ def train(
     weight_decay:float=0.0,     # AdamW weight decay
     live_plot:bool|None=None,   # redraw the loss plot while training (default: in notebooks)
     verbose:bool=True,          # print progress
+    report_to:str|list='tensorboard', # trackers: none, tensorboard, mlflow, wandb, trackio (comma-separated or a list)
+    callbacks:list|None=None,   # extra `TrainerCallback`s (a sweep's pruning, your own logging)
     **method_kwargs,            # passed to `apply_method` (r, alpha, dropout, targets, num_virtual_tokens)
 )->dict:                        # the run summary (also written to `out/summary.json`)
     "Fine-tune `model` on the prepared data in `data_dir` and write a run folder to `out`."
@@ -523,10 +526,11 @@ def train(
     trainer = _make_trainer(net, run, train_ds, val_ds, collate, device=device, dtype=dtype, max_steps=max_steps,
                             epochs=epochs, batch_size=used_bs, grad_accum=grad_accum, lr=lr, eval_every=eval_every,
                             save_every=save_every, keep_last=keep_last, seed=seed, warmup=warmup, schedule=schedule,
-                            grad_clip=grad_clip, weight_decay=weight_decay)
+                            grad_clip=grad_clip, weight_decay=weight_decay, report_to=report_to)
     live = LivePlot() if (live_plot if live_plot is not None else _in_notebook()) else None
     cb = RunCallback(trainer, run.metrics, patience=early_stopping, live=live, progress=verbose); trainer.add_callback(cb)
     trainer.remove_callback(PrinterCallback) # the bar shows the figures; metrics.jsonl keeps them all
+    for c in callbacks or []: trainer.add_callback(c)
     cb.st['config'] = config
     ck = latest_checkpoint(run.checkpoints, verbose=verbose) if resume else None
     if finished is not None:
@@ -538,6 +542,7 @@ def train(
     for stale in run.checkpoints.glob('.staging-*'): shutil.rmtree(stale, ignore_errors=True) # saves cut short by a crash
     if ck: cb.resume_from(ck)
     else: run.root.mkdir(parents=True, exist_ok=True); run.metrics.unlink(missing_ok=True)
+    write_run_config(run.root, config | dict(report_to=report_to), data_dir, device=device, dtype=dtype) # config.yaml: the resolved run
     t0 = time.time()
     res = trainer.train(resume_from_checkpoint=str(ck) if ck else None)
     if val_ds is not None and cb.st.get('last_eval_step') != trainer.state.global_step:
@@ -566,7 +571,7 @@ TRAIN_ARGS = ('model', 'method', 'task', 'max_steps', 'epochs', 'batch_size', 'g
               'grad_ckpt', 'dtype', 'overflow', 'weight_decay', 'data_dir', 'out')
 
 def _make_trainer(net, run:RunDir, train_ds, val_ds, collate, device, dtype, max_steps, epochs, batch_size, grad_accum, lr,
-                  eval_every, save_every, keep_last, seed, warmup, schedule, grad_clip, weight_decay)->TunebookTrainer:
+                  eval_every, save_every, keep_last, seed, warmup, schedule, grad_clip, weight_decay, report_to='tensorboard')->TunebookTrainer:
     "The Trainer and its arguments for one run."
     from torch.utils.tensorboard import SummaryWriter
     from transformers.integrations import TensorBoardCallback
@@ -580,14 +585,14 @@ def _make_trainer(net, run:RunDir, train_ds, val_ds, collate, device, dtype, max
         weight_decay=weight_decay, optim='adamw_torch',
         eval_strategy='steps' if (val_ds is not None and eval_every) else 'no', eval_steps=eval_every,
         save_strategy='steps', save_steps=save_every, save_total_limit=None,
-        logging_steps=1, logging_first_step=True, report_to=[], disable_tqdm=True,
+        logging_steps=1, logging_first_step=True, report_to=trackers(report_to)[1], run_name=run.root.name, disable_tqdm=True,
         bf16=cuda and dtype == torch.bfloat16, fp16=cuda and dtype == torch.float16, use_cpu=not cuda and str(device) == 'cpu',
         dataloader_num_workers=0, remove_unused_columns=False, label_names=['labels'],
     )
-    tb = TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(run.logs)))
+    tb = [TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(run.logs)))] if trackers(report_to)[0] else []
     run.checkpoints.mkdir(parents=True, exist_ok=True)
     return TunebookTrainer(model=net, args=args, train_dataset=train_ds, eval_dataset=val_ds, data_collator=collate,
-                           callbacks=[tb], keep_last=keep_last, warmup=warmup, schedule=schedule)
+                           callbacks=tb, keep_last=keep_last, warmup=warmup, schedule=schedule)
 
 # %% ../nbs/23_train.ipynb #3da3d749
 def _dropped(tok_stats:dict)->dict:
@@ -663,7 +668,7 @@ def _num(v)->str: return 'n/a' if v is None else f"{v:.4g}" if isinstance(v, flo
 # %% ../nbs/23_train.ipynb #1a086eaa
 @call_parse
 def train_cli(
-    data_dir:str,                 # prepared data folder (from `tunebook prep`)
+    data_dir:Param("prepared data folder (from `tunebook prep`); may come from --config", str, opt=False, nargs='?')=None,
     out:str=None,                 # run folder to write
     model:str=DEFAULT_MODEL,      # base model: alias, Hub id or local folder
     method:str='lora',            # lora, dora, rslora, qlora, full, prefix, prompt or ia3
@@ -686,8 +691,12 @@ def train_cli(
     grad_ckpt:bool=False,         # gradient checkpointing
     dtype:str=None,               # bf16, fp16 or fp32 (default: the device's best)
     task:str='auto',              # chat, text, classification, or auto (from the prep report)
+    config:str=None,              # YAML run config (e.g. a run's config.yaml); flags given explicitly override it
+    report_to:str='tensorboard',  # trackers, comma-separated: none, tensorboard, mlflow, wandb, trackio
 ):
     "Fine-tune a model on prepared data and write a run folder."
+    if config: return train(**train_kwargs_from_cli(config, train_cli, locals()), live_plot=False)
+    if not data_dir: raise TunebookError("DATA_DIR is required: a folder written by `tunebook prep` (or give --config FILE that names it).")
     if not out: raise TunebookError("--out RUN_DIR is required: the folder where the adapter, checkpoints and metrics go.")
     tg = targets if targets in ('auto', 'attention', 'all-linear') else [t.strip() for t in targets.split(',') if t.strip()]
     lora = method in ('lora', 'dora', 'rslora', 'qlora')
@@ -697,4 +706,4 @@ def train_cli(
     train(data_dir, out, model=model, method=method, task=task, max_steps=max_steps, epochs=epochs, batch_size=batch_size,
           grad_accum=grad_accum, seq_len=seq_len, lr=lr, packing=packing, eval_every=eval_every,
           early_stopping=early_stopping, save_every=save_every, keep_last=keep_last, resume=resume, overwrite=overwrite,
-          seed=seed, grad_ckpt=grad_ckpt, dtype=dtype, live_plot=False, **kw)
+          seed=seed, grad_ckpt=grad_ckpt, dtype=dtype, live_plot=False, report_to=report_to, **kw)
