@@ -16,7 +16,7 @@ from .models import load_tuned
 __all__ = ['Chat', 'chat_cli']
 
 # %% ../nbs/42_chat.ipynb #9a7859f8
-from .eval import generate
+from .eval import generate, check_generation_budget, max_positions
 
 # %% ../nbs/42_chat.ipynb #0c892a10
 class Chat:
@@ -27,10 +27,17 @@ class Chat:
         max_context_tokens:int=1024, # prompt + reply must fit in this many tokens
         max_new_tokens:int=128,      # reply budget (reserved out of `max_context_tokens`)
     ):
-        self.model, self.tok = load_tuned(model_or_run) if isinstance(model_or_run, (str, Path)) else model_or_run
-        if self.tok.pad_token is None: self.tok.pad_token = self.tok.eos_token
+        check_generation_budget(max_new_tokens)
+        if isinstance(max_context_tokens, bool) or not isinstance(max_context_tokens, int) or max_context_tokens < 2:
+            raise TunebookError(f"--max-context-tokens must be a whole number of at least 2, not {max_context_tokens!r}.")
         if max_new_tokens >= max_context_tokens:
             raise TunebookError(f"max_new_tokens ({max_new_tokens}) must be smaller than max_context_tokens ({max_context_tokens}).")
+        self.model, self.tok = load_tuned(model_or_run) if isinstance(model_or_run, (str, Path)) else model_or_run
+        if self.tok.pad_token is None: self.tok.pad_token = self.tok.eos_token
+        if (npos := max_positions(self.model)) and max_context_tokens > npos: # never promise more context than the model reads
+            print(f"note: max_context_tokens {max_context_tokens} is more than the model's {npos} positions: using {npos}")
+            max_context_tokens = npos
+            if max_new_tokens >= npos: raise TunebookError(f"max_new_tokens ({max_new_tokens}) must be smaller than the model's {npos} positions.")
         self.system, self.max_context_tokens, self.max_new_tokens = system, max_context_tokens, max_new_tokens
         self.histories, self.dropped, self.prompt_tokens = {}, {}, {}  # per user: messages, exchanges dropped, last prompt's tokens
 
@@ -54,6 +61,8 @@ def prompt(self:Chat, user:str, message:str)->list: # the messages to send: syst
         f"This message is {n} prompt tokens but the budget leaves {budget} ({self.max_context_tokens} context - {self.max_new_tokens} "
         "for the reply): shorten it, or raise max_context_tokens.")
     self.histories[user], self.dropped[user], self.prompt_tokens[user] = hist[drop:-1], self.dropped.get(user, 0) + drop//2, n
+    if drop: print(f"note: dropped the {drop//2} oldest exchange(s) of {user}'s conversation to fit the {budget}-token prompt budget "
+                   f"({self.max_context_tokens} context - {self.max_new_tokens} for the reply)")
     return self._sys() + hist[drop:]
 
 @patch
