@@ -133,7 +133,7 @@ def phone_ok(s:str, before:str='')->bool: # True when `phonenumbers` says `s` is
     try:
         if s.startswith(('+', '00')): return phonenumbers.is_valid_number(phonenumbers.parse('+' + s[2:] if s.startswith('00') else s, None))
         g = re.findall(r'\d+', s)  # a national number looks like one (9-12 digits in 3+ groups) unless the text says "call", "phone"...
-        if not ctx & PHONE_WORDS and not (9 <= len(d) <= 12 and len(g) >= 3 and (len(g[-1]) >= 3 or all(len(x) == 2 for x in g[1:]) and s[0] == '0')):
+        if len(d) < 9 or not ctx & PHONE_WORDS and not (len(d) <= 12 and len(g) >= 3 and (len(g[-1]) >= 3 or all(len(x) == 2 for x in g[1:]) and s[0] == '0')):
             return False
         return any(phonenumbers.is_valid_number(phonenumbers.parse(s, r)) for r in PHONE_REGIONS)
     except phonenumbers.NumberParseException: return False
