@@ -13,7 +13,7 @@ from .export import export, hub_id, demo_run
 
 # %% auto #0
 __all__ = ['CARD_TEMPLATE', 'ADAPTER_FILES', 'MODEL_FILES', 'COMMON_FILES', 'usage_code', 'data_report', 'model_card',
-           'allowed_files', 'stage_upload', 'get_token', 'preflight', 'push', 'push_cli']
+           'allowed_files', 'stage_upload', 'get_token', 'check_repo_id', 'preflight', 'push', 'push_cli']
 
 # %% ../nbs/41_hub.ipynb #77b3db40
 _SECRET_KEY = re.compile(r'token|secret|password|passwd|api_?key|credential|auth', re.I)
@@ -258,16 +258,23 @@ def _check_access(
     return user
 
 # %% ../nbs/41_hub.ipynb #9e34ce25
+def check_repo_id(
+    repo_id:str, # 'user/name' to push to
+)->str:          # the repo id, unchanged
+    "Refuse what the Hub would refuse as a model repo id (the check `push` and `push --dry-run` share)."
+    from huggingface_hub.utils import validate_repo_id
+    try: validate_repo_id(repo_id); assert isinstance(repo_id, str) and repo_id.count('/') == 1 and all(repo_id.split('/'))
+    except Exception: raise TunebookError(f"'{repo_id}' is not a repo id: use USER/NAME (letters, digits, '-', '_', '.'; at most 96 characters).") from None
+    return repo_id
+
 def preflight(
     repo_id:str,           # 'user/name' to push to
     token:str|None=None,   # Hugging Face token; `get_token()` if None
 )->dict:                   # user, whether the repo exists, whether it is private
     "Check before any work that we can push to `repo_id`: a token, a reachable Hub, write access; warn if the repo is public."
-    from huggingface_hub.utils import validate_repo_id
     from huggingface_hub.errors import RepositoryNotFoundError, HfHubHTTPError
     from tunebook.models import _hub_offline
-    try: validate_repo_id(repo_id); assert repo_id.count('/') == 1
-    except Exception: raise TunebookError(f"'{repo_id}' is not a repo id: use USER/NAME (letters, digits, '-', '_', '.').")
+    check_repo_id(repo_id)
     token = token or get_token()
     if not token: raise TunebookError("No Hugging Face token found, so nothing can be uploaded.\n" + _LOGIN_HELP)
     if _hub_offline(): raise TunebookError("Cannot check your Hugging Face token: HF_HUB_OFFLINE is set, so the Hub cannot be reached.\n"
@@ -298,6 +305,7 @@ def push(
     **card_kw,                 # passed to `model_card` (license, datasets, ...)
 )->str:                        # the commit URL, or the staging folder for a dry run
     "Publish a run on the Hugging Face Hub: pre-flight, export, model card, allowlisted upload."
+    check_repo_id(repo_id) # a dry run makes every check the real push makes, except those that need the network and a token
     if dry_run is not None: return str(stage_upload(run_dir, dry_run, merged=merged, repo_id=repo_id, **card_kw))
     token = token or get_token()
     preflight(repo_id, token)
