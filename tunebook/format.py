@@ -45,14 +45,15 @@ def ensure_chat_template(tok): # the same tokenizer, with `chat_template` set
 class TemplateError(TunebookError):
     "A chat template refused a conversation: `.complaint` is the template's own words, `.where` the row (file:line) when known."
     def __init__(self, complaint:str, tok=None, where:str|None=None):
-        self.complaint, self.where, self.name = complaint, where, getattr(tok, 'name_or_path', None) or '?'
+        name = str(getattr(tok, 'name_or_path', None) or '?')
+        self.complaint, self.where, self.name = complaint, where, name.rstrip('/').rsplit('/', 1)[-1] if name.startswith('/') else name  # no local paths
         super().__init__(self._message())
     def _message(self):
         return (f"{self.where + ': ' if self.where else ''}the chat template of {self.name!r} cannot render this conversation: "
                 f"{self.complaint}. Fix: {TEMPLATE_FIX}")
     def at(self, where:str): # the same error, naming the row
         "This error with the row's `file:line` (or other location) in front."
-        return TemplateError(self.complaint, None, where) if self.where is None else self
+        return _template_error(self.complaint, self.name, where) if self.where is None else self
     def __reduce__(self): return (_template_error, (self.complaint, self.name, self.where))
 
 def _template_error(complaint, name, where):
@@ -70,7 +71,8 @@ def _render(msgs, tok, gen=False)->str:
                                         tokenize=False, add_generation_prompt=gen)
     except (KeyError, TypeError) as e: raise TunebookError(f"Every message needs `role` and `content` ({e!r} in {msgs!r}).") from e
     except TunebookError: raise
-    except Exception as e: raise TemplateError(f"{type(e).__name__}: {e}", tok) from e
+    except Exception as e:  # the template's own refusal (`raise_exception`), a Jinja error, or a library error about the messages
+        raise TemplateError(str(e) if type(e).__name__ in ('TemplateError', 'TemplateSyntaxError', 'UndefinedError') else f"{type(e).__name__}: {e}", tok) from e
 
 def merge_system(
     messages:list[dict], # a conversation
