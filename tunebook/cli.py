@@ -16,7 +16,7 @@ COMMANDS = { # command -> (module, function, one-line help); each function is a 
     'prep':       ('tunebook.clean',      'prep_cli',       'validate, clean, deduplicate and split your data'),
     'train':      ('tunebook.train',      'train_cli',      'fine-tune a model (LoRA and friends) on prepared data'),
     'eval':       ('tunebook.eval',       'eval_cli',       'evaluate a run, compared with its base model'),
-    'export':     ('tunebook.export',     'export_cli',     'export an adapter or a merged model, with fidelity checks'),
+    'export':     ('tunebook.gguf_export', 'export_cli',    'export an adapter, a merged model or a GGUF for llama.cpp/Ollama, with fidelity checks'),
     'push':       ('tunebook.hub',        'push_cli',       'publish a run on the Hugging Face Hub (or stage it with --dry-run)'),
     'chat':       ('tunebook.chat',       'chat_cli',       'chat with a fine-tuned model'),
     'serve':      ('tunebook.serve',      'serve_cli',      'serve a model with an OpenAI-compatible API (batched, streaming)'),
