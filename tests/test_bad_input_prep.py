@@ -86,3 +86,18 @@ def test_prep_bad_input_gives_a_message_and_exit_2(tmp_path, args, want):
     if want: assert want in err, err
     assert sorted(p.name for p in d.iterdir()) == before          # nothing written next to the inputs
     assert (d/'out_exists'/'keep.txt').read_text() == 'user data'  # user data untouched
+
+def test_advice_names_only_options_that_exist(tmp_path):
+    "Every `--option` a prep message suggests is an option of `tunebook prep` (or of the command it names)."
+    import re, subprocess, shutil, sys
+    exe = shutil.which('tunebook') or str(Path(sys.executable).parent/'tunebook')
+    helps = {c: subprocess.run([exe, c, '--help'], capture_output=True, text=True).stdout.replace('_', '-') for c in ('prep', 'eval')}
+    d = files(tmp_path)
+    said = ''
+    for args, _ in CORPUS: said += cli('prep', *[a.format(d=d) for a in args])[2]
+    said = '\n'.join(l for l in said.splitlines() if 'unrecognized arguments' not in l)  # argparse echoing the user's own typo
+    said = re.sub(r'pip install[^\n;]*', '', said)  # options of other programs (pip) are not ours to check
+    said += cli('prep', d/'good.jsonl', '--out', d/'ok', '--val', '0', '--test', '0')[1]  # the summary's advice too
+    for opt in sorted(set(re.findall(r'(?<![\w-])--[a-z][a-z-]+', said))):
+        cmd = 'eval' if f'tunebook eval RUN {opt}' in said else 'prep'
+        assert opt in helps[cmd] or opt == '--help', (opt, cmd)

@@ -302,3 +302,28 @@ def test_token_sample_estimates_but_never_misses_a_long_row(tmp_path):
     assert samp['tokens']['sampled'] == 100 and 'counted' in samp['tokens']['train'] and 'counted' not in full['tokens']['train']
     assert abs(samp['tokens']['train']['mean'] - full['tokens']['train']['mean']) < 0.1 * full['tokens']['train']['mean']
     assert samp['hashes'] == full['hashes']
+
+def test_labels_normalised_like_text_and_case_variants_reported(tmp_path):
+    "Labels differing by Unicode form or spaces are one class; labels differing by case stay apart but are reported (issue 18 §4)."
+    rows = [{'text': f'review {i}', 'label': lab} for i, lab in enumerate(['Caf\u00e9', 'Cafe\u0301', ' Café ', 'Positive', 'positive', 'neg', 'neg'])]
+    src = jl(tmp_path/'labels.jsonl', rows)
+    r = read_inputs(src)
+    assert r.dataset.features['label'].names == ['Café', 'Positive', 'neg', 'positive'] and r.label_notes == [['Positive', 'positive']]
+    rep = prep(src, tmp_path/'out', val=0, test=0, dedup='none')
+    assert rep['label_case_variants'] == [['Positive', 'positive']] and 'differing only by case' in summary(rep)
+
+def test_non_text_values_are_kept_or_refused_in_every_normaliser():
+    "Numbers and booleans become text (counted), text parts are joined, objects are refused: Alpaca, ShareGPT, OpenAI, prompt/completion, text."
+    from collections import Counter
+    from tunebook.data import normalise_row, BadRow
+    n = Counter()
+    assert normalise_row({'prompt': 7, 'completion': False}, 'prompt-completion', n)['messages'][1]['content'] == 'false'
+    assert normalise_row({'conversations': [{'from': 'human', 'value': 2.5}, {'from': 'gpt', 'value': 5}]}, 'sharegpt', n)['messages'][0]['content'] == '2.5'
+    assert normalise_row({'messages': [{'role': 'user', 'content': [{'type': 'text', 'text': 'a'}, 'b']}, {'role': 'assistant', 'content': 1}]}, 'openai', n)['messages'][0]['content'] == 'ab'
+    assert normalise_row({'text': 12345}, 'text', n) == {'text': '12345'}
+    assert normalise_row({'prompt': [{'role': 'user', 'content': 'Hi'}], 'completion': [{'role': 'assistant', 'content': 'Yo'}]}, 'prompt-completion')['messages'][1]['content'] == 'Yo'
+    assert sum(n.values()) >= 6 and all('-> text' in k or 'joined' in k for k in n)
+    for bad, fmt in (({'instruction': 'x', 'output': {'a': 1}}, 'alpaca'), ({'prompt': 'x', 'completion': float('nan')}, 'prompt-completion'),
+                     ({'text': ['a', {'b': 1}]}, 'text'), ({'text': 'x', 'label': {'a': 1}}, 'classification')):
+        with pytest.raises(BadRow) as e: normalise_row(bad, fmt)
+        assert e.value.problems[0][0] == 'not_text', bad

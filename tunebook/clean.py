@@ -581,7 +581,8 @@ def plot_lengths(
 # %% ../nbs/11_clean.ipynb #803d0564
 def check_settings(**kw):
     "Refuse impossible `prep` settings up front, before any reading, with the option's name and what it accepts."
-    def bad(name, why): raise TunebookError(f"--{name.replace('_', '-')} {kw[name]}: {why}")
+    cli = ('val', 'test', 'dedup', 'near_threshold', 'max_tokens')  # the settings `tunebook prep` has options for; the rest are `prep()` arguments
+    def bad(name, why): raise TunebookError(f"--{name.replace('_', '-')} {kw[name]}: {why}" if name in cli else f"{name}={kw[name]!r}: {why}")
     val, test = kw['val'], kw['test']
     if not (0 <= val < 1): bad('val', 'the validation share must be at least 0 and below 1 (e.g. 0.1)')
     if not (0 <= test < 1): bad('test', 'the test share must be at least 0 and below 1 (e.g. 0.1)')
@@ -591,11 +592,20 @@ def check_settings(**kw):
     for k in ('ngram', 'num_perm'):
         if kw[k] < 1: bad(k, 'must be at least 1')
     if kw['min_tokens'] < 0: bad('min_tokens', 'must be 0 or more')
-    if kw['max_tokens'] is not None and kw['max_tokens'] < max(1, kw['min_tokens']): bad('max_tokens', f"must be at least 1 and at least --min-tokens ({kw['min_tokens']}); 0 keeps every length")
+    if kw['max_tokens'] is not None and kw['max_tokens'] < max(1, kw['min_tokens']): bad('max_tokens', f"must be at least 1 and at least min_tokens ({kw['min_tokens']}); 0 keeps every length")
     if kw['chunk_tokens'] is not None and kw['chunk_tokens'] < 1: bad('chunk_tokens', 'must be at least 1')
     if kw['chunk_overlap'] < 0 or kw['chunk_tokens'] and kw['chunk_overlap'] >= kw['chunk_tokens']: bad('chunk_overlap', 'must be 0 or more and less than the chunk size')
     if kw['token_sample'] is not None and kw['token_sample'] < 1: bad('token_sample', 'must be at least 1 (or None to count every row)')
     if kw['num_proc'] is not None and kw['num_proc'] < 1: bad('num_proc', 'must be at least 1')
+
+def _shapes(ds)->list:
+    "Each chat row's shape, (role, trained) per message, read from the Arrow columns without building the rows."
+    if not len(ds): return []
+    col = ds.data.column('messages').combine_chunks()
+    flat, off = col.flatten(), col.offsets.to_pylist()
+    roles, weights = flat.field('role').to_pylist(), flat.field('weight').to_pylist()
+    tags = [(r, w != 0) for r, w in zip(roles, weights)]
+    return [tuple(tags[a:b]) for a, b in zip(off, off[1:])]
 
 def _check_template(r, tok, system_merge:bool, name=None)->dict:
     "Check every chat row of a `ReadResult` against the tokenizer's chat template (the check `tokenize_chat` makes in training); refused rows become `chat_template` problems."
@@ -603,7 +613,11 @@ def _check_template(r, tok, system_merge:bool, name=None)->dict:
     ensure_chat_template(tok)
     ds = r.dataset
     if system_merge: ds = ds.map(lambda m: {'messages': merge_system(m)}, input_columns='messages', features=ds.features, desc='merge system prompts')
-    bad = check_chats(ds['messages'], tok) if len(ds) else {}
+    first, shape_of = {}, _shapes(ds)  # the template is rendered once per conversation shape (roles in order, trained or not)
+    for i, sh in enumerate(shape_of): first.setdefault(sh, i)
+    verdict = check_chats([ds[i]['messages'] for i in first.values()], tok)
+    refused = {sh: verdict[k] for k, sh in enumerate(first) if k in verdict}
+    bad = {i: refused[sh] for i, sh in enumerate(shape_of) if sh in refused}
     for i, why in bad.items():
         f, line = ds[i]['source'].rsplit(':', 1)
         r.problems.append(Problem(f, int(line), 'chat_template', f"{why}. Fix: {TEMPLATE_FIX}",
