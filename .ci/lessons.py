@@ -66,7 +66,8 @@ def lesson_cells(nb:dict, s:dict)->dict:
         if _src(c) != src: c.update(source=src.splitlines(True), outputs=[], execution_count=None)
         c['id'] = SETUP_ID if c is setup else EXPORT_ID
     i = 1 if cells and cells[0]['cell_type'] == 'code' and _src(cells[0]).startswith('#| default_exp') else 0
-    while i < len(cells) and cells[i]['cell_type'] == 'markdown': i += 1
+    # after the title and the 'what you will learn' cells: markdown before the first section heading or code
+    while i < len(cells) and cells[i]['cell_type'] == 'markdown' and not _src(cells[i]).lstrip().startswith('## '): i += 1
     return dict(nb, cells=cells[:i] + [setup] + cells[i:] + [export])
 
 def colab_url(s:dict, name:str)->str:
