@@ -208,3 +208,22 @@ def test_26_docs_folder(case):
     assert rep['counts']['rejected'] == 4
     rc, out, err = cli('prep', d/'docs/menu-cafe.txt', '--out', d/'cp', '--encoding', 'cp1252', '--val', '0', '--test', '0')
     assert rc == 0 and 'café' in rows(d/'cp')[0][0]['text']
+
+def test_every_duplicate_cluster_is_auditable(tmp_path):
+    "duplicates.jsonl lists every cluster: the row kept, each twin dropped with its kind and similarity (issue 12, kind 2)."
+    ctx = ("The museum opens at nine and closes at five on weekdays. Entry is free for children under twelve. Guided tours leave the "
+           "main hall every hour, and the cafe on the second floor serves lunch from noon until three. ")
+    rows = [{'prompt': ctx + 'When does the museum open?', 'completion': 'At nine.'},
+            {'prompt': ctx + 'When does the museum close?', 'completion': 'At five.'},              # shared context, another question: kept
+            {'prompt': ctx + 'When does the museum open?', 'completion': 'At nine. Hope that helps!'},  # a footer: near duplicate
+            {'prompt': (ctx + 'When does the museum open?').upper(), 'completion': 'AT NINE.'}]     # case only: exact duplicate
+    src = tmp_path/'m.jsonl'; src.write_text(''.join(json.dumps(r) + '\n' for r in rows))
+    rc, out, err = cli('prep', src, '--out', tmp_path/'d', '--val', '0', '--test', '0')
+    assert rc == 0 and 'duplicates.jsonl' in out, err
+    cl = [json.loads(l) for l in open(tmp_path/'d'/'duplicates.jsonl')]
+    assert len(cl) == 1 and cl[0]['kept'] == f'{src}:1'
+    assert {(d['source'].rsplit(':', 1)[1], d['kind']) for d in cl[0]['duplicates']} == {('3', 'near_duplicate'), ('4', 'exact_duplicate')}
+    assert all(0.85 <= d['similarity'] <= 1 for d in cl[0]['duplicates'])
+    assert rows_kept(tmp_path/'d') == 2
+
+def rows_kept(d): return load_prepared(d)[1]['counts']['kept']

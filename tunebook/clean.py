@@ -538,7 +538,9 @@ def _dedup(texts, sources, labels, how, threshold, ngram, num_perm, keys=None, s
     ex = defaultdict(list)
     for j, (why, _) in sorted(drop.items()):
         if len(ex[why]) < 20: ex[why].append(sources[j])
-    info = dict(clusters=len(clusters), label_conflicts=conflicts, examples=dict(ex),
+    every = [dict(kept=sources[i], duplicates=[dict(source=sources[j], kind=w, similarity=sim.get(j, 1.0)) for j, w in d])
+             for i, d in sorted(clusters.items())]  # every cluster, for duplicates.jsonl
+    info = dict(clusters=len(clusters), label_conflicts=conflicts, examples=dict(ex), every=every,
                 largest=[dict(kept=sources[i], text=texts[i][:120], size=1+len(d),
                               duplicates=[dict(source=sources[j], kind=w, similarity=sim.get(j, 1.0), text=texts[j][:120]) for j, w in d][:10]) for i, d in top])
     kept = [j for j in range(len(texts)) if j not in drop]
@@ -725,7 +727,7 @@ def prep(
     as_rows = [{'messages': m} if task == 'chat' else {'text': m} for m in rows['messages' if task == 'chat' else 'text']]
     texts, turns = [dedup_text(x) for x in as_rows], [dedup_turns(x) for x in as_rows]
     keep, dd, dup_info, cache = _dedup(texts, rows['source'], rows.get('label'), dedup, near_threshold, ngram, num_perm, **pre, turns=turns)  # 3. dedup
-    dropped += dd; examples.update(dup_info.pop('examples'))
+    dropped += dd; examples.update(dup_info.pop('examples')); clusters = dup_info.pop('every')
     rows, texts, turns = {k: [v[i] for i in keep] for k, v in rows.items()}, [texts[i] for i in keep], [turns[i] for i in keep]
     lap('dedup')
     lens = token_lengths(rows, tok, rows.pop('_ntok', None))  # 4. token lengths and the length filter
@@ -769,6 +771,8 @@ def prep(
     assert c['read'] + c['added_by_chunking'] == c['kept'] + c['rejected'] + sum(c['dropped'].values()), c
     with atomic_dir(out, overwrite=overwrite) as tmp:  # 6. write everything into a temporary folder, then rename it
         saved.save_to_disk(str(tmp/'dataset'), num_shards={k: 1 if not len(d) else None for k, d in saved.items()})  # an empty split needs 1 shard to load again
+        with open(tmp/'duplicates.jsonl', 'w', encoding='utf-8') as f:  # one line per cluster: the row kept, each dropped twin and its similarity
+            for x in clusters: f.write(json.dumps(x, ensure_ascii=False) + '\n')
         if skip_invalid:
             with open(tmp/'rejected.jsonl', 'w', encoding='utf-8') as f:
                 for x in rejected: f.write(json.dumps(x, ensure_ascii=False) + '\n')
@@ -854,7 +858,7 @@ def summary(
     if rep.get('class_balance'): lines.append('  classes (train): ' + ', '.join(f"{k} {v}" for k, v in rep['class_balance']['train'].items()))
     lines.append(f"  leakage across splits: {rep['leakage']['exact']} exact, {rep['leakage']['near']} near")
     d = rep.get('duplicates') or {}
-    if d.get('clusters'): lines.append(f"  duplicate clusters: {d['clusters']} (each with its similarity and the row kept: report.json duplicates.largest)")
+    if d.get('clusters'): lines.append(f"  duplicate clusters: {d['clusters']} (each with the row kept and every twin's similarity: duplicates.jsonl)")
     t = tk.get('train') or {}
     lines.append(f"  tokens ({tk['tokenizer']}): " + (f"train mean {t['mean']}, p95 {t['p95']}, max {t['max']}" + (f" (from {t['counted']} of {t['rows']} rows)" if 'counted' in t else '')
                  if 'mean' in t else f"train: not counted ({t.get('rows', 0)} rows)"))
