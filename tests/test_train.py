@@ -109,8 +109,11 @@ def test_nan_loss_aborts_without_saving(setup):
 def test_refuses_to_overwrite_finished_run(setup, reference):
     from tunebook.train import train
     with pytest.raises(TunebookError, match='finished run'): train(setup/'data', reference, model=str(setup/'tiny'), max_steps=1)
-    # resume on a finished run returns its summary without training
-    assert train(setup/'data', reference, model=str(setup/'tiny'), resume=True)['steps'] == 8
+    # resume on a finished run with no larger target: refused, saying how to train it longer (never a silent exit 0)
+    kw = {k: v for k, v in ARGS.items() if k != 'verbose'}
+    with pytest.raises(TunebookError, match='nothing to resume'): train(setup/'data', reference, model=str(setup/'tiny'), resume=True, **kw)
+    before = read_json(RunDir(reference).summary)
+    assert before['steps'] == 8 and all(lr > 0 for lr in before['lr_per_step']) and before['learned_nothing'] == []
 
 def test_cli(setup, capsys):
     out = setup/'cli'

@@ -10,7 +10,7 @@ import numpy as np, torch, torch.nn.functional as F
 from datasets import Dataset, DatasetDict
 from fastcore.script import call_parse, store_true
 from .core import TunebookError, RunDir, atomic_file, write_json, write_text, read_json, seed_everything
-from .models import load_base, load_tuned
+from .models import load_base, load_tuned, read_json_checked
 from .clean import load_prepared
 from .format import tokenize_dataset, PaddedCollator, ensure_chat_template, adds_bos, end_of_turn_id
 from .metrics import load_metric, bleu_from_stats, per_class_prf, normalize_answer
@@ -362,8 +362,8 @@ def base_model_of(
     "The base model an adapter was trained from."
     p = Path(run)
     for cfg in (p/'adapter'/'adapter_config.json', p/'adapter_config.json'):
-        if cfg.exists(): return read_json(cfg).get('base_model_name_or_path')
-    if (p/'summary.json').exists(): return read_json(p/'summary.json').get('base_model')
+        if cfg.exists(): return read_json_checked(cfg).get('base_model_name_or_path')
+    if (p/'summary.json').exists(): return read_json_checked(p/'summary.json').get('base_model')
     return None
 
 def load_for_eval(
@@ -411,7 +411,7 @@ def run_seq_len(
     if seq_len is not None: return int(seq_len), 'asked'
     if isinstance(tuned, (str, Path)):
         for p in (Path(tuned), Path(tuned).parent):
-            if (p/'summary.json').exists() and (v := (read_json(p/'summary.json').get('config') or {}).get('seq_len')): return int(v), f"the run's summary.json"
+            if (p/'summary.json').exists() and (v := (read_json_checked(p/'summary.json').get('config') or {}).get('seq_len')): return int(v), f"the run's summary.json"
     return 512, 'default'
 
 def compare(
@@ -562,10 +562,10 @@ def eval_cli(
         if v is not None and v < lo: raise TunebookError(f"--{name} must be at least {lo}, not {v}.")
     p = Path(model)
     if data is None:
-        data = read_json(p/'summary.json').get('data_dir') if (p/'summary.json').exists() else None
+        data = read_json_checked(p/'summary.json').get('data_dir') if (p/'summary.json').exists() else None
         if not data: raise TunebookError("Which data? Pass --data DATA_DIR (a folder written by `tunebook prep`).")
     rep_json = Path(data)/'report.json'
-    if p.is_dir() and rep_json.exists() and read_json(rep_json).get('task') == 'classification' and RunDir(p).summary.exists():
+    if p.is_dir() and rep_json.exists() and read_json_checked(rep_json).get('task') == 'classification' and RunDir(p).summary.exists():
         from tunebook.classify import evaluate_classifier, _eval_md # a classifier run: its baseline is the linear probe
         if limit: print(f"note: --limit is ignored for classification (scoring all of '{split}' takes seconds)")
         ignored = [o for o, given in (('--compare-base', compare_base), ('--max-new-tokens', max_new_tokens != 64), ('--batch-size', batch_size != 16)) if given]

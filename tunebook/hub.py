@@ -331,6 +331,7 @@ def push_cli(
 ):
     "Publish a run on the Hugging Face Hub, or stage it with --dry-run DIR."
     if not repo_id: raise TunebookError("--repo-id USER/NAME is required (the Hub repository to create or update).")
+    if dry_run and public: print("note: --public sets the visibility of a repo a real push creates; a dry run creates none, so it has no effect here")
     r = push(run_dir, repo_id, merged=merged, private=not public, dry_run=dry_run, license=license)
     if dry_run: print(f"dry run: staged {', '.join(sorted(p.name for p in Path(r).iterdir()))} in {r}; nothing was uploaded")
     else: print(f"pushed to https://huggingface.co/{repo_id} ({'public' if public else 'private'}): {r}")

