@@ -66,6 +66,7 @@ def llama_cpp_converter()->Path: # folder with convert_hf_to_gguf.py, conversion
                 if rel and m.isfile() and rel.startswith(keep):
                     (t/rel).parent.mkdir(parents=True, exist_ok=True); (t/rel).write_bytes(tf.extractfile(m).read())
         if not (out/'convert_hf_to_gguf.py').exists(): raise TunebookError(f"{_sdist()} holds no vendor/llama.cpp/convert_hf_to_gguf.py.")
+        if not os.environ.get('TUNEBOOK_LLAMA_CPP_SDIST'): _sdist().unlink(missing_ok=True)  # the 76 MB archive is not needed any more
     return out
 
 # %% ../nbs/43_gguf_export.ipynb #4431b669
