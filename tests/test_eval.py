@@ -23,9 +23,15 @@ def test_rouge_matches_rouge_score():
     for stem in (False, True):
         sc = rouge_scorer.RougeScorer(['rouge1', 'rouge2', 'rougeL'], use_stemmer=stem)
         want = [sc.score_multi(r, p) for p, r in zip(preds, refs)]
-        got = load_metric('rouge').compute(predictions=preds, references=refs, use_aggregator=False, use_stemmer=stem)
+        got = load_metric('rouge').compute(predictions=preds, references=refs, use_aggregator=False, use_stemmer=stem, tokenizer='rouge_score')
         for k in ('rouge1', 'rouge2', 'rougeL'):
             np.testing.assert_allclose(got[k], [w[k].fmeasure for w in want], atol=1e-12)
+        # the default tokenizer keeps words in every script; on ASCII text (answers of 2+ words) it is rouge_score exactly
+        uni = load_metric('rouge').compute(predictions=preds, references=refs, use_aggregator=False, use_stemmer=stem)
+        ascii_ = [i for i, (p, r) in enumerate(zip(preds, refs)) if (p + ''.join(r)).isascii() and len(p.split()) > 1]
+        assert len(ascii_) > 10
+        for k in ('rouge1', 'rouge2', 'rougeL'):
+            np.testing.assert_allclose([uni[k][i] for i in ascii_], [want[i][k].fmeasure for i in ascii_], atol=1e-12)
 
 def test_bleu_matches_sacrebleu():
     import sacrebleu
@@ -128,7 +134,7 @@ def test_compare_chat_run_folder_and_cli(tmp_path, tiny, capsys):
     base, run = _tiny_run(tmp_path, tiny)
     data = _data_dir(tmp_path/'data', 'chat', Dataset.from_dict({'messages': CHAT}))
     rep = tev.compare(str(base), str(run), data, limit=6, max_new_tokens=4, n_examples=2, n_boot=200)
-    assert list(rep) == ['base', 'tuned', 'data_dir', 'split', 'n', 'task', 'metrics', 'forgetting', 'examples']
+    assert list(rep) == ['base', 'tuned', 'data_dir', 'split', 'n', 'task', 'metrics', 'forgetting', 'examples', 'settings']
     assert list(rep['metrics']) == ['perplexity', 'rouge1', 'rouge2', 'rougeL', 'bleu', 'exact_match', 'f1']
     assert rep['metrics']['perplexity']['tuned'] < rep['metrics']['perplexity']['base']  # trained on these very rows
     assert read_json(run/'eval.json') == json.loads(json.dumps(rep)) and (run/'eval.png').exists() and (run/'eval.md').exists()
