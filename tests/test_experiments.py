@@ -138,3 +138,24 @@ def test_optuna_pruning_stops_a_clearly_worse_trial(w, tmp_path):
     row = run_trial(w/'data', run, dict(model=str(w/'tiny'), batch_size=2, seq_len=128, eval_every=1, max_steps=4), callbacks=[cb])
     assert cb.pruned and row['steps'] == 1 and row['status'] == 'done'  # the sweep marks it 'pruned'; the run folder is complete
     assert (run/'adapter'/'adapter_model.safetensors').exists()
+
+def test_interrupted_optuna_sweep_resumes_the_crashed_trial(w, tmp_path):
+    "SIGKILL inside Optuna's second trial: on --resume that trial is run again with the same settings in the same folder, from its checkpoint."
+    pytest.importorskip('optuna')
+    out = tmp_path/'opt'
+    args = ['sweep', str(w/'data'), '--out', str(out), '--config', str(w/'base.yaml'), '--lr', '1e-3,5e-3', '--r', '4,8',
+            '--trials', '3', '--no-prune']
+    (tmp_path/'d.py').write_text(DRIVER)
+    p = subprocess.Popen([sys.executable, str(tmp_path/'d.py'), json.dumps(args)], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    _kill_when(p, out/'trial-001'/'checkpoints'/'checkpoint-2'/'manifest.json')
+    assert not (out/'trial-001'/'summary.json').exists()
+    import yaml
+    before = yaml.safe_load((out/'trial-001'/'config.yaml').read_text())
+    assert main(args + ['--resume']) == 0
+    rep = read_json(out/'sweep.json')
+    assert rep['n_finished'] == 3 and [t['run'] for t in rep['trials']] == ['trial-000', 'trial-001', 'trial-002']
+    assert all(t['status'] == 'done' and t['steps'] == 4 for t in rep['trials'])
+    t1 = rep['trials'][1]
+    assert (t1['params']['lr'], t1['params']['r']) == (before['lr'], before['r'])       # the same settings as before the crash
+    steps = [r['step'] for r in map(json.loads, (out/'trial-001'/'metrics.jsonl').read_text().splitlines()) if 'loss' in r]
+    assert steps == [1, 2, 3, 4]                                                       # resumed from its checkpoint

@@ -229,7 +229,10 @@ def _run_optuna(data_dir, out, plan, rows, shape, verbose)->list:
         storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
         study.enqueue_trial(t.params, user_attrs=dict(run=t.user_attrs['run']), skip_if_exists=False)
     def objective(trial):
-        name = trial.user_attrs.get('run') or f"trial-{trial.number:03d}"
+        used = {t.user_attrs.get('run') for t in study.get_trials(deepcopy=False)}
+        name, k = trial.user_attrs.get('run'), 0
+        while name is None and f"trial-{k:03d}" in used: k += 1
+        name = name or f"trial-{k:03d}" # the first free folder: a trial run again after a crash keeps its own
         trial.set_user_attr('run', name)
         params = _suggest(trial, plan['space'])
         cb = optuna_pruning(trial)
