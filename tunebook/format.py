@@ -307,8 +307,9 @@ def tokenize_dataset(
     out = out.select(np.flatnonzero(keep)).remove_columns(['full_length', 'has_target'])
     stats['tokens'] = int(sum(out['length'])); stats['trained_tokens'] = int(sum(sum(l != IGNORE for l in r) for r in out['labels']))
     if stats['too_long'] or stats['dropped_no_target']:
-        log.warning(f"tokenize_dataset: {stats['too_long']} of {len(ds)} examples longer than {seq_len} tokens were "
-                    f"{'truncated' if overflow == 'truncate' else 'dropped'}; {stats['dropped_no_target']} had nothing to train on and were dropped.")
+        cut = f"{stats['truncated']} kept, cut to fit" if overflow == 'truncate' else f"{stats['dropped_too_long']} dropped"
+        log.warning(f"tokenize_dataset: {stats['too_long']} of {len(ds)} examples are longer than {seq_len} tokens ({cut}); "
+                    f"{stats['dropped_no_target']} had nothing left to train on and were dropped.")
     return out, stats
 
 # %% ../nbs/20_format.ipynb #888437d6
