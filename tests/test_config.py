@@ -1,26 +1,20 @@
 """Run configs end to end on a tiny random Llama (CPU, fp32): the schema covers every training option, a run folder's
 config.yaml reproduces the run bit for bit, flags override a file, bad keys and types are clear errors, and trackers:
 MLflow (a local file store) read back with MLflow's own API, with no token or secret reaching it."""
-import inspect, json, os, uuid
+import inspect, uuid
 from pathlib import Path
 import pytest, torch, yaml
 from safetensors.torch import load_file
-from datasets import Dataset, DatasetDict
-from tunebook.core import write_json, read_json, sample_path, TunebookError
-from tunebook.models import tiny_causal_lm
-from tunebook.config import TrainConfig, METHOD_KWARGS, PROVENANCE, load_config, data_hash, given_flags
+from tunebook.core import read_json
+from tunebook.config import TrainConfig, METHOD_KWARGS, data_hash, given_flags
 from tunebook.methods import method_config
 from tunebook import train as ttrain
 from tunebook.cli import main
+from tiny_workspace import make_tiny_workspace
 
 @pytest.fixture(scope='module')
 def w(tmp_path_factory):
-    w = tmp_path_factory.mktemp('config')
-    m, tok = tiny_causal_lm(hidden=32, layers=2, heads=2); m.save_pretrained(w/'tiny'); tok.save_pretrained(w/'tiny')
-    rows = [json.loads(l) for l in open(sample_path('sample_chat.jsonl'))][:40]
-    dd = DatasetDict(train=Dataset.from_list(rows[8:]), validation=Dataset.from_list(rows[:8]), test=Dataset.from_list(rows[:4]))
-    dd.save_to_disk(str(w/'data'/'dataset')); write_json(w/'data'/'report.json', dict(task='chat', counts={k: len(v) for k, v in dd.items()}))
-    return w
+    return make_tiny_workspace(tmp_path_factory.mktemp('config'), n_test=4)
 
 def cli(*args): return main(['train', *map(str, args)])
 
@@ -91,7 +85,7 @@ def test_changed_data_warns_when_reproducing(w, tmp_path, capsys):
     assert 'is not the data this config was written for' in capsys.readouterr().err
 
 def test_mlflow_logs_params_and_metrics_and_no_secret(w, tmp_path, monkeypatch, capfd):
-    mlflow = pytest.importorskip('mlflow')
+    pytest.importorskip('mlflow')
     canary = f"CANARY{uuid.uuid4().hex}"
     for k in ('HF_TOKEN', 'HUGGING_FACE_HUB_TOKEN', 'MLFLOW_TRACKING_TOKEN', 'MLFLOW_TRACKING_PASSWORD', 'WANDB_API_KEY', 'OPENAI_API_KEY'):
         monkeypatch.setenv(k, f"{k.lower()}_{canary}")

@@ -3,12 +3,11 @@ plot and best trial; an interrupted sweep resumed; the planner skipping a trial 
 pruning; `tunebook compare` on two runs."""
 import json, os, signal, subprocess, sys, time
 from pathlib import Path
-import pytest, torch
-from datasets import Dataset, DatasetDict
-from tunebook.core import write_json, read_json, sample_path, TunebookError
-from tunebook.models import tiny_causal_lm
+import pytest
+from tunebook.core import write_json, read_json, TunebookError
 from tunebook.experiments import parse_space, sweep, compare_runs
 from tunebook.cli import main
+from tiny_workspace import make_tiny_workspace
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, OMP_NUM_THREADS='1', HF_HUB_OFFLINE='1', TOKENIZERS_PARALLELISM='false', MPLBACKEND='Agg',
@@ -16,11 +15,7 @@ ENV = dict(os.environ, OMP_NUM_THREADS='1', HF_HUB_OFFLINE='1', TOKENIZERS_PARAL
 
 @pytest.fixture(scope='module')
 def w(tmp_path_factory):
-    w = tmp_path_factory.mktemp('exp')
-    m, tok = tiny_causal_lm(hidden=32, layers=2, heads=2); m.save_pretrained(w/'tiny'); tok.save_pretrained(w/'tiny')
-    rows = [json.loads(l) for l in open(sample_path('sample_chat.jsonl'))][:40]
-    dd = DatasetDict(train=Dataset.from_list(rows[8:]), validation=Dataset.from_list(rows[:8]), test=Dataset.from_list(rows[:6]))
-    dd.save_to_disk(str(w/'data'/'dataset')); write_json(w/'data'/'report.json', dict(task='chat', counts={k: len(v) for k, v in dd.items()}))
+    w = make_tiny_workspace(tmp_path_factory.mktemp('exp'), n_test=6)
     (w/'base.yaml').write_text(f"model: {w/'tiny'}\nbatch_size: 2\nseq_len: 128\neval_every: 2\nsave_every: 1\nkeep_last: 1\nmax_steps: 4\n")
     return w
 
