@@ -56,6 +56,10 @@ def peak_memory_mb(
 )->float|None:            # megabytes, or None where the operating system cannot tell
     "Peak memory of this process: the CUDA allocator's peak on a GPU, else the peak resident set size."
     if str(device or '').startswith('cuda') and torch.cuda.is_available(): return round(torch.cuda.max_memory_allocated()/2**20, 1)
+    try:  # Linux: the resident high-water mark, which `clear_refs` can reset between measurements (ru_maxrss cannot be)
+        for l in open('/proc/self/status'):
+            if l.startswith('VmHWM:'): return round(int(l.split()[1])/1024, 1)
+    except OSError: pass
     try: import resource  # POSIX only
     except ImportError: resource = None
     if resource is not None:
