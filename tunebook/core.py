@@ -4,15 +4,16 @@
 
 # %% ../nbs/00a_core.ipynb #0fdb304d
 from __future__ import annotations
-import os, sys, json, random, shutil, tempfile, contextlib, platform
+import os, sys, json, random, shutil, tempfile, contextlib
 from dataclasses import dataclass
 from pathlib import Path
+from fastcore.basics import patch
 import numpy as np, torch
 
 # %% auto #0
-__all__ = ['TunebookError', 'default_device', 'default_dtype', 'device_summary', 'in_colab', 'peak_memory_mb', 'seed_everything',
-           'atomic_file', 'write_text', 'write_json', 'read_json', 'fsync_tree', 'atomic_dir', 'file_lock', 'cache_dir',
-           'sample_path', 'RunDir']
+__all__ = ['TASKS', 'TunebookError', 'default_device', 'default_dtype', 'device_summary', 'in_colab', 'peak_memory_mb',
+           'seed_everything', 'fsync_dir', 'atomic_file', 'write_text', 'write_json', 'read_json', 'fsync_tree',
+           'atomic_dir', 'file_lock', 'cache_dir', 'sample_path', 'RunDir', 'task_from_columns', 'task_of']
 
 # %% ../nbs/00a_core.ipynb #5ebe0bd4
 class TunebookError(Exception):
@@ -80,7 +81,9 @@ def seed_everything(
     return seed
 
 # %% ../nbs/00a_core.ipynb #d266afae
-def _fsync_dir(path:Path):
+def fsync_dir(
+    path:str|Path, # a folder whose entries (a file just renamed into it) must reach the disk
+):
     "Flush a folder's entries (the rename itself) to disk where the OS allows it."
     with contextlib.suppress(OSError):
         fd = os.open(path, os.O_RDONLY)
@@ -101,7 +104,7 @@ def atomic_file(
         with os.fdopen(fd, mode, **({} if 'b' in mode else {'encoding': 'utf-8'})) as f:
             yield f
             f.flush(); os.fsync(f.fileno())
-        os.replace(tmp, path); _fsync_dir(path.parent)
+        os.replace(tmp, path); fsync_dir(path.parent)
     except BaseException:
         with contextlib.suppress(FileNotFoundError): os.unlink(tmp)
         raise
@@ -128,7 +131,7 @@ def fsync_tree(path:str|Path):
             fd = os.open(os.path.join(root, n), os.O_RDONLY)
             try: os.fsync(fd)
             finally: os.close(fd)
-        _fsync_dir(Path(root))
+        fsync_dir(Path(root))
 
 @contextlib.contextmanager
 def atomic_dir(
@@ -147,7 +150,7 @@ def atomic_dir(
             old = path.with_name(f'.{path.name}.old-{os.getpid()}'); os.replace(path, old)
             os.replace(tmp, path); shutil.rmtree(old, ignore_errors=True)
         else: os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -185,19 +188,78 @@ def sample_path(
 # %% ../nbs/00a_core.ipynb #4d974ad6
 @dataclass
 class RunDir:
-    "The layout of a run folder: one place for every artifact of one fine-tune."
+    "The layout of a run folder: one place for every artifact of one fine-tune, and what the folder holds."
     root: Path
-    def __post_init__(self): self.root = Path(self.root)
+    def __post_init__(self): self.root = Path(self.root.root if isinstance(self.root, RunDir) else self.root)
     adapter     = property(lambda s: s.root/'adapter')       # PEFT adapter (safetensors) + tokenizer
     model       = property(lambda s: s.root/'model')         # full model, for full fine-tuning or a merged export
     checkpoints = property(lambda s: s.root/'checkpoints')   # checkpoint-<step>/ folders, newest complete one resumes
     logs        = property(lambda s: s.root/'logs')          # TensorBoard event files
     metrics     = property(lambda s: s.root/'metrics.jsonl') # one JSON line per logged step
     summary     = property(lambda s: s.root/'summary.json')  # config, final losses, tokens/s, peak memory
+    config      = property(lambda s: s.root/'config.yaml')   # every option of the run, resolved
     loss_plot   = property(lambda s: s.root/'loss.png')
     eval_json   = property(lambda s: s.root/'eval.json')     # evaluation report (the model card reads it)
     eval_md     = property(lambda s: s.root/'eval.md')
+    eval_png    = property(lambda s: s.root/'eval.png')
     card        = property(lambda s: s.root/'README.md')     # model card
+    finished    = property(lambda s: s.summary.exists())     # training wrote its summary: the run is complete
     def __repr__(self):
         have = [n for n in ('adapter','model','checkpoints','metrics.jsonl','summary.json','eval.json','README.md') if (self.root/n).exists()]
         return f"RunDir('{self.root}', has: {', '.join(have) or 'nothing yet'})"
+
+# %% ../nbs/00a_core.ipynb #c37c37fb
+def _holds(p:Path)->str|None: # 'adapter', 'model' or None
+    return 'adapter' if (p/'adapter_config.json').exists() else 'model' if (p/'config.json').exists() else None
+
+@patch(as_prop=True)
+def weights(self:RunDir)->Path|None: # the folder holding the trained weights, or None
+    "The run's weights: `adapter/`, else `model/`, else the folder itself when it is an adapter or model folder."
+    return next((p for p in (self.adapter, self.model, self.root) if _holds(p)), None)
+
+@patch(as_prop=True)
+def kind(self:RunDir)->str|None: # 'adapter' (PEFT, needs its base), 'model' (complete) or None
+    "What `weights` holds."
+    return None if self.weights is None else _holds(self.weights)
+
+# %% ../nbs/00a_core.ipynb #1e4424a7
+@patch
+def check_writable(
+    self:RunDir,
+    resume:bool=False,    # continue the run that is there
+    overwrite:bool=False, # remove the run's artifacts and start again
+):
+    "Refuse to clobber a finished or unfinished run unless asked to; with `overwrite`, clear the run's own artifacts."
+    if not self.root.exists() or not any(self.root.iterdir()): return
+    if overwrite: return self.clear()
+    if self.finished and not resume:
+        raise TunebookError(f"{self.root} holds a finished run (summary.json). Choose another --out, pass --resume with a larger "
+                            f"--max-steps (or --epochs) to train it longer, or --overwrite to replace it.")
+    if not resume and (self.checkpoints.exists() or self.metrics.exists()):
+        raise TunebookError(f"{self.root} holds an unfinished run. Pass --resume to continue it from its last complete "
+                            f"checkpoint, or --overwrite to start again.")
+
+@patch
+def clear(self:RunDir):
+    "Remove the training artifacts (weights, checkpoints, logs, metrics, summary, loss plot); other files stay."
+    for p in (self.adapter, self.model, self.checkpoints, self.logs): shutil.rmtree(p, ignore_errors=True)
+    for p in (self.metrics, self.summary, self.loss_plot): p.unlink(missing_ok=True)
+
+# %% ../nbs/00a_core.ipynb #04ffd7f0
+TASKS = ('chat', 'text', 'classification') # what a prepared data folder can hold
+
+def task_from_columns(
+    columns, # column names of a split
+)->str:      # 'chat', 'text' or 'classification'
+    "The task a split's columns fit: `messages` is chat, `label` is classification, else text."
+    return 'chat' if 'messages' in columns else 'classification' if 'label' in columns else 'text'
+
+def task_of(
+    data_dir:str|Path, # a prepared data folder (`tunebook prep --out DATA_DIR`)
+)->str:                # 'chat', 'text' or 'classification'
+    "The task of a prepared data folder: its report's `task`, else judged from the columns of its first split."
+    d = Path(data_dir)
+    if (d/'report.json').exists() and (t := read_json(d/'report.json').get('task')): return t
+    infos = sorted((d/'dataset').glob('*/dataset_info.json'), key=lambda p: p.parent.name != 'train')
+    if not infos: raise TunebookError(f"{d} is not a prepared data folder (no dataset/); make one with `tunebook prep`.")
+    return task_from_columns(read_json(infos[0]).get('features') or {})

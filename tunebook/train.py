@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from fastcore.script import call_parse, Param
 from transformers import Trainer, TrainingArguments, TrainerCallback, PrinterCallback
-from .core import (TunebookError, RunDir, atomic_dir, write_json, read_json, fsync_tree, _fsync_dir,
+from .core import (TunebookError, RunDir, atomic_dir, write_json, read_json, fsync_tree, fsync_dir,
                            default_device, default_dtype, seed_everything, peak_memory_mb)
 from .models import DEFAULT_MODEL, base_reference, read_json_checked
 from .methods import METHODS, VIRTUAL_TOKEN_METHODS, load_for_method, apply_method
@@ -196,7 +196,7 @@ def _save_checkpoint(self:TunebookTrainer, model, trial):
     write_manifest(src, step)
     fsync_tree(src)
     if final.exists(): shutil.rmtree(final) # an older, torn attempt at the same step (complete ones are never rewritten)
-    os.replace(src, final); _fsync_dir(ckdir); shutil.rmtree(stage, ignore_errors=True)
+    os.replace(src, final); fsync_dir(ckdir); shutil.rmtree(stage, ignore_errors=True)
     self._rotate_complete(ckdir)
 
 def _rotate_complete(self:TunebookTrainer, ckdir:Path):
@@ -369,22 +369,6 @@ def _in_notebook()->bool:
     except NameError: return False
 
 # %% ../nbs/23_train.ipynb #0667e3dd
-def _check_run_dir(run:RunDir, resume:bool, overwrite:bool):
-    "Refuse to clobber a finished or unfinished run unless asked to."
-    if not run.root.exists() or not any(run.root.iterdir()): return
-    if overwrite:
-        for p in (run.adapter, run.model, run.checkpoints, run.logs):
-            if p.exists(): shutil.rmtree(p)
-        for p in (run.metrics, run.summary, run.loss_plot):
-            if p.exists(): p.unlink()
-        return
-    if run.summary.exists() and not resume:
-        raise TunebookError(f"{run.root} holds a finished run (summary.json). Choose another --out, pass --resume with a larger "
-                            f"--max-steps (or --epochs) to train it longer, or --overwrite to replace it.")
-    if not resume and (run.checkpoints.exists() or run.metrics.exists()):
-        raise TunebookError(f"{run.root} holds an unfinished run. Pass --resume to continue it from its last complete "
-                            f"checkpoint, or --overwrite to start again.")
-
 def _dtype_of(dtype)->torch.dtype:
     if dtype is None or isinstance(dtype, torch.dtype): return dtype
     names = {'bf16': torch.bfloat16, 'bfloat16': torch.bfloat16, 'fp16': torch.float16, 'float16': torch.float16,
@@ -493,7 +477,7 @@ def train(
     if task not in ('chat', 'text'): raise TunebookError(f"Unknown task {task!r}: expected 'chat', 'text' or 'classification'.")
     if method not in METHODS: raise TunebookError(f"Unknown method '{method}'. Choose one of: {', '.join(METHODS)}.")
     finished = read_json_checked(run.summary) if (run.summary.exists() and resume and not overwrite) else None
-    _check_run_dir(run, resume, overwrite)
+    run.check_writable(resume, overwrite)
     if packing and method in VIRTUAL_TOKEN_METHODS:
         if verbose: print(f"note: method='{method}' prepends virtual tokens, which packed rows cannot hold; training unpacked.")
         packing = False
