@@ -10,6 +10,7 @@ import torch, torch.nn.functional as F
 from fastcore.script import call_parse, store_true
 from transformers import AutoConfig, AutoModelForCausalLM
 from .core import TunebookError, RunDir, atomic_dir, write_json, read_json, seed_everything, cache_dir, device_summary
+from .methods import trained_method, load_qlora_tuned, merge_qlora
 from .models import SMOLLM2, MINILM, DEFAULT_MODEL, load_base, load_tuned, resolve_model, tiny_causal_lm, complete, _file_lock
 
 # %% auto #0
@@ -243,7 +244,8 @@ def export(
     from peft import PeftConfig, PeftModel
     src, is_adapter = _source(run_dir)
     base = PeftConfig.from_pretrained(src).base_model_name_or_path if is_adapter else str(src)
-    ref_model, tok = load_tuned(src, dtype=torch.float32)
+    qlora = is_adapter and trained_method(src) == 'qlora' # trained on a 4-bit base: compare with that, merge into it dequantized
+    ref_model, tok = load_qlora_tuned(src, base, device='cpu') if qlora else load_tuned(src, dtype=torch.float32)
     ref = probe(ref_model, tok, probe_prompts, max_new_tokens)
     merged = merged or not is_adapter
     dtype = dtype or (_stored_dtype(base) if merged else torch.float32)
@@ -251,7 +253,7 @@ def export(
     with atomic_dir(out, overwrite=overwrite) as t:
         tok.save_pretrained(t)
         if merged:
-            m = ref_model.merge_and_unload() if is_adapter else ref_model
+            m = (merge_qlora(src, base) if qlora else ref_model.merge_and_unload()) if is_adapter else ref_model
             m.to(dtype).save_pretrained(t); del m, ref_model
             cand = AutoModelForCausalLM.from_pretrained(t, dtype=dtype)
         else:
@@ -259,7 +261,7 @@ def export(
             cfg = read_json(src/'adapter_config.json')
             write_json(t/'adapter_config.json', {**cfg, 'base_model_name_or_path': hub_id(base) or base})
             shutil.copy2(src/'adapter_model.safetensors', t/'adapter_model.safetensors')
-            cand = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(resolve_model(base), dtype=torch.float32), t)
+            cand = load_qlora_tuned(t, base, device='cpu')[0] if qlora else PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(resolve_model(base), dtype=torch.float32), t)
         what = f"merged model ({str(dtype)[6:]})" if merged else 'reloaded adapter'
         rep = check_fidelity(fidelity(ref, cand.eval(), tok, atol), atol, kl_tol, what)
         write_json(t/'fidelity.json', {**rep, 'merged': merged, 'dtype': str(dtype)[6:], 'base_model': hub_id(base) or Path(base).name})

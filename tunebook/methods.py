@@ -4,7 +4,8 @@
 
 # %% ../nbs/21_methods.ipynb #36952afd
 from __future__ import annotations
-import time, copy, warnings
+import os, time, copy, warnings
+from pathlib import Path
 import torch
 from torch import nn
 from .core import TunebookError, default_device, default_dtype
@@ -12,14 +13,15 @@ from .models import DEFAULT_MODEL, load_base, load_tokenizer, resolve_model
 
 # %% auto #0
 __all__ = ['METHODS', 'LORA_FAMILY', 'VIRTUAL_TOKEN_METHODS', 'linear_names', 'lora_targets', 'method_config', 'apply_method',
-           'load_for_method', 'static_memory_mb', 'compare_methods']
+           'qlora_device_map', 'load_for_method', 'trained_method', 'load_qlora_tuned', 'merge_qlora',
+           'static_memory_mb', 'compare_methods']
 
 # %% ../nbs/21_methods.ipynb #41a5e901
 METHODS = { # method -> what it trains (see the table above)
     'lora':   'low-rank update BA on linear layers',
     'dora':   'LoRA on weight direction + learned magnitude',
     'rslora': 'LoRA scaled by alpha/sqrt(r)',
-    'qlora':  'LoRA on a 4-bit NF4 base model (CUDA + bitsandbytes)',
+    'qlora':  'LoRA on a 4-bit NF4 base model (bitsandbytes; GPU or CPU)',
     'full':   'every weight of the model',
     'prefix': 'learned key/value prefixes in every attention layer',
     'prompt': 'learned soft-prompt embeddings',
@@ -129,6 +131,22 @@ def apply_method(
         return get_peft_model(model, cfg)
 
 # %% ../nbs/21_methods.ipynb #ec90bc59
+def _quiet_bnb_import():
+    "Import bitsandbytes without its notice about optional Hub CPU kernels (offline they cannot be fetched; the built-in ones are used)."
+    import logging
+    lg = logging.getLogger('bitsandbytes'); old = lg.level; lg.setLevel(logging.ERROR)
+    try: import bitsandbytes  # noqa: F401
+    except ImportError: raise TunebookError("method='qlora' needs bitsandbytes: pip install bitsandbytes") from None
+    finally: lg.setLevel(old)
+
+def qlora_device_map(
+    device:str, # 'cpu', 'cuda' or 'cuda:N'
+)->dict:        # a `device_map` that puts the whole model on one device
+    "Where a 4-bit model goes: the CPU, or this process's GPU (`LOCAL_RANK` under torchrun, so DDP gets one full copy per GPU)."
+    d = str(device)
+    if d == 'cpu': return {'': 'cpu'}
+    return {'': int(d.split(':')[1]) if ':' in d else int(os.environ.get('LOCAL_RANK', 0))}
+
 def load_for_method(
     name_or_path:str=DEFAULT_MODEL, # alias, local folder or Hub id
     method:str='lora',              # one of `METHODS`
@@ -139,16 +157,53 @@ def load_for_method(
     if method not in METHODS: raise TunebookError(f"Unknown method '{method}'. Choose one of: {', '.join(METHODS)}.")
     device = device or default_device()
     if method != 'qlora': return load_base(name_or_path, dtype=dtype, device=device)
-    if not str(device).startswith('cuda') or not torch.cuda.is_available():
-        raise TunebookError("method='qlora' needs a CUDA GPU (bitsandbytes 4-bit kernels). On this machine use "
-                            "method='lora' (same adapter, full-precision base), or run on a GPU (e.g. Colab's T4).")
-    try: import bitsandbytes  # noqa: F401
-    except ImportError: raise TunebookError("method='qlora' needs bitsandbytes: pip install bitsandbytes")
+    d = str(device)
+    if d.startswith('cuda') and not torch.cuda.is_available():
+        raise TunebookError(f"device={d!r} but there is no CUDA GPU here: use device='cpu' (bitsandbytes runs NF4 on the CPU, slowly).")
+    if not (d == 'cpu' or d.startswith('cuda')):
+        raise TunebookError(f"method='qlora' runs on a CUDA GPU or the CPU (bitsandbytes 4-bit kernels), not on {d}: "
+                            "pass device='cpu', or use method='lora' (same adapter, full-precision base).")
+    _quiet_bnb_import()
     from transformers import BitsAndBytesConfig
     dtype = dtype or default_dtype(device)
     q = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type='nf4', bnb_4bit_use_double_quant=True,
                            bnb_4bit_compute_dtype=dtype)
-    return load_base(name_or_path, dtype=dtype, device=device, quantization_config=q, device_map={'': 0})
+    return load_base(name_or_path, dtype=dtype, device=device, quantization_config=q, device_map=qlora_device_map(d))
+
+# %% ../nbs/21_methods.ipynb #a8c31e05
+def trained_method(
+    adapter:str|Path, # an adapter folder, or a run folder holding `adapter/`
+)->str|None:          # the `method` its run trained with ('qlora', 'lora', ...), None when no run summary is found
+    "The method a run's adapter was trained with, read from the run's `summary.json` (next to `adapter/`)."
+    import json
+    p = Path(adapter)
+    for s in (p/'summary.json', p.parent/'summary.json'):
+        if s.exists():
+            try: return json.loads(s.read_text()).get('method')
+            except (ValueError, OSError): return None
+    return None
+
+def load_qlora_tuned(
+    adapter:str|Path,            # adapter folder trained with method='qlora'
+    base:str|Path,               # the base model it was trained on
+    dtype:torch.dtype=torch.float32, # compute dtype
+    device:str|None=None,        # `default_device()` if None
+):                               # (PeftModel on the 4-bit base, tokenizer)
+    "Reload a QLoRA adapter on the 4-bit base it was trained on: the model exactly as training left it."
+    from peft import PeftModel
+    model, tok = load_for_method(base, 'qlora', dtype=dtype, device=device)
+    return PeftModel.from_pretrained(model, str(adapter)).eval(), tok
+
+def merge_qlora(
+    adapter:str|Path,            # adapter folder trained with method='qlora'
+    base:str|Path,               # the base model it was trained on
+    dtype:torch.dtype=torch.float32, # dtype of the merged weights
+):                               # a plain transformers model with the adapter merged in
+    "Dequantize the 4-bit base (the weights the adapter was trained against), then merge the adapter into it, on the CPU."
+    from peft import PeftModel
+    model, _ = load_for_method(base, 'qlora', dtype=dtype, device='cpu')
+    model = model.dequantize().to(dtype) # NF4 -> the same rounded values, in full precision
+    return PeftModel.from_pretrained(model, str(adapter)).merge_and_unload().eval()
 
 # %% ../nbs/21_methods.ipynb #67498cc4
 def static_memory_mb(
@@ -159,6 +214,10 @@ def static_memory_mb(
     t = sum(p.numel()*(p.element_size() + 8) for p in model.parameters() if p.requires_grad) # grad (same dtype) + 2 fp32 moments
     return round((w + t)/2**20, 1)
 
+def _has_bnb()->bool:
+    import importlib.util
+    return importlib.util.find_spec('bitsandbytes') is not None
+
 def compare_methods(
     name_or_path:str=DEFAULT_MODEL, # the model to compare on
     methods:list|None=None,         # methods to include; every method this device supports if None
@@ -167,7 +226,7 @@ def compare_methods(
 ):                                  # a pandas DataFrame, one row per method
     "Trainable parameters, static training memory and step time of each method on `name_or_path`."
     import pandas as pd
-    methods = methods or [m for m in METHODS if m != 'qlora' or torch.cuda.is_available()]
+    methods = methods or [m for m in METHODS if m != 'qlora' or _has_bnb()]
     rows, (base, tok) = [], load_for_method(name_or_path, 'lora')
     for m in methods:
         model = apply_method(copy.deepcopy(base) if m != 'qlora' else load_for_method(name_or_path, m)[0], m, **kwargs).train()
