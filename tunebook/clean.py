@@ -8,6 +8,7 @@ import os, sys, re, json, time, hashlib, ipaddress, unicodedata, html, contextli
 from html.parser import HTMLParser
 from collections import Counter, defaultdict
 from pathlib import Path
+from types import SimpleNamespace
 import numpy as np, xxhash
 import datasets
 from datasets import Dataset, DatasetDict, Features, Value, load_from_disk
@@ -18,11 +19,11 @@ from .data import read_inputs, format_problems, to_dataset, FORMATS, Problem
 
 # %% auto #0
 __all__ = ['CONTRACTIONS', 'VERSION_WORDS', 'NOT_PHONE_WORDS', 'PHONE_WORDS', 'PHONE_REGIONS', 'PII_PATTERNS', 'DROP_REASONS',
-           'looks_like_html', 'strip_html', 'clean_text', 'luhn_ok', 'iban_ok', 'context_words', 'ip_ok', 'phone_ok',
-           'scrub_pii', 'dedup_text', 'dedup_turns', 'normal_words', 'exact_key', 'exact_keys', 'parts_similarity',
-           'shingle_hashes', 'shingles', 'minhash_signatures', 'lsh_bands', 'jaccard', 'near_duplicates', 'chunk_text',
-           'token_lengths', 'split_indices', 'leakage', 'split_hash', 'plot_lengths', 'check_settings', 'prep',
-           'class_balance', 'load_prepared', 'prep_cli', 'summary']
+           'PREP_SETTINGS', 'looks_like_html', 'strip_html', 'clean_text', 'luhn_ok', 'iban_ok', 'context_words',
+           'ip_ok', 'phone_ok', 'scrub_pii', 'dedup_text', 'dedup_turns', 'normal_words', 'exact_key', 'exact_keys',
+           'parts_similarity', 'shingle_hashes', 'shingles', 'minhash_signatures', 'lsh_bands', 'jaccard',
+           'near_duplicates', 'chunk_text', 'token_lengths', 'split_indices', 'leakage', 'split_hash', 'plot_lengths',
+           'check_settings', 'Laps', 'prep', 'class_balance', 'load_prepared', 'prep_cli', 'summary']
 
 # %% ../nbs/11_clean.ipynb #93930344
 _TAG = re.compile(r'</?(?:html|head|body|div|p|br|span|a|b|i|em|strong|u|ul|ol|li|h[1-6]|table|thead|tbody|tr|td|th|img|pre|code|'
@@ -635,6 +636,161 @@ def _rejected(problems):
         r['reasons'].append(dict(category=p.category, detail=p.detail))
     return list(rows.values())
 
+# %% ../nbs/11_clean.ipynb #a7c3e5d1
+class Laps:
+    "Seconds per named stage: each call closes the stage that began at the previous call."
+    def __init__(self): self.t0, self.times = time.time(), {}
+    def __call__(self, name:str): t = time.time(); self.times[name] = round(t - self.t0, 3); self.t0 = t
+    def total(self)->dict: return dict(self.times, total=round(sum(self.times.values()), 3)) # stage -> seconds, and the total
+
+def _check_out(out:Path, overwrite:bool):
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        raise TunebookError(f"{out} already exists and is not empty; pass --overwrite (overwrite=True) to replace it, or choose another --out.")
+
+def _read_valid(s)->tuple:
+    "Step 1: read and validate every input and check chat rows against the template; (ReadResult, tokenizer, template check, rejected rows)."
+    r = read_inputs(s.inputs, format=s.format, columns=s.columns, encoding=s.encoding)
+    tok = load_tokenizer(s.tokenizer) if isinstance(s.tokenizer, (str, Path)) else s.tokenizer
+    checked = _check_template(r, tok, s.system_merge, s.tokenizer) if r.task == 'chat' and s.check_template else None
+    rejected = _rejected(r.problems)
+    if r.problems and not s.skip_invalid:
+        raise TunebookError(f"{len(rejected)} of {r.n_read} rows are invalid; nothing was written. Fix them, or pass --skip-invalid "
+                            f"to write them to {s.out/'rejected.jsonl'} and go on.\n" + format_problems(r.problems))
+    if not len(r.dataset): raise TunebookError(f"no valid rows in {s.inputs}" + ('\n' + format_problems(r.problems) if r.problems else ''))
+    return r, tok, checked, rejected
+
+def _count_sample(n:int, task:str, s)->set|None:
+    "Rows whose tokens to count: all (None), or a seeded sample when nothing depends on every row's length."
+    if s.token_sample and n > s.token_sample and s.min_tokens <= 1 and not (task == 'text' and s.chunk_tokens):
+        return set(np.random.RandomState(s.seed).choice(n, s.token_sample, replace=False).tolist())
+
+def _clean_map(ds, task, tok, s)->tuple:
+    "Clean, scrub PII, count tokens and hash every row in one batched `map` (2 processes when there is enough work)."
+    clean_kw = dict(lower=s.lower, contractions=s.contractions) if s.clean else None
+    num_proc = s.num_proc or (2 if len(ds) >= 50_000 and (os.cpu_count() or 1) > 1 else 1)
+    count = _count_sample(len(ds), task, s)
+    extra = {'_key': Value('uint64')} if s.dedup in ('exact', 'near') else {}
+    if s.dedup == 'near': extra['_sig'] = [Value('uint32')]
+    ds = ds.map(_clean_batch, batched=True, batch_size=1000, with_indices=True, num_proc=num_proc if num_proc > 1 else None,
+                fn_kwargs=dict(task=task, clean_kw=clean_kw, pii=s.pii, tok=tok, count=count, bound=(s.max_tokens or 0) - 64 if s.max_tokens else None,
+                               dedup=s.dedup, ngram=s.ngram, num_perm=s.num_perm),
+                features=Features({**ds.features, '_steps': [Value('string')], '_pii': Value('string'), '_drop': Value('string'), '_ntok': [Value('int64')], **extra}),
+                desc='clean + PII + count tokens + hash')  # tokens are counted and rows hashed here, in the same worker processes
+    pre = {}  # exact-dedup keys and MinHash signatures, as NumPy arrays straight from Arrow
+    if '_key' in extra: pre['keys'] = ds.data.column('_key').to_numpy()
+    if '_sig' in extra: pre['sig'] = np.concatenate([c.flatten().to_numpy() for c in ds.data.column('_sig').chunks]).reshape(len(ds), s.num_perm)
+    return ds.remove_columns(list(extra)).to_dict(), pre, count  # plain lists from here on: row-by-row access to Arrow data is slow
+
+def _tally(cols:dict, st):
+    "Take the map's bookkeeping columns out of `cols`: cleaning steps, PII counts, drops and a few sources per drop reason."
+    st.steps = Counter(x for sts in cols.pop('_steps') for x in sts)
+    st.pii_hits = Counter()
+    for p in cols.pop('_pii'):
+        if p != '{}': st.pii_hits.update(json.loads(p))
+    why = cols.pop('_drop'); st.dropped = Counter(d for d in why if d)
+    st.examples = defaultdict(list)  # a few sources per drop reason, so you can look at what was dropped
+    for d, src in zip(why, cols['source']):
+        if d and len(st.examples[d]) < 20: st.examples[d].append(src)
+    return [i for i in range(len(why)) if not why[i]]
+
+def _clean_rows(ds, task, tok, s):
+    "Step 2: the cleaned rows that were not dropped, with their hashes and everything counted on the way."
+    cols, pre, count = _clean_map(ds, task, tok, s)
+    st = SimpleNamespace(count=count, added=0)
+    live = _tally(cols, st)
+    st.rows, st.pre = {k: [v[i] for i in live] for k, v in cols.items()}, {k: v[live] for k, v in pre.items()}
+    return st
+
+def _chunk_documents(st, task, tok, s):
+    "Step 3: cut text documents longer than `chunk_tokens` into overlapping chunks (sources get `#chunkN`)."
+    if task != 'text' or not s.chunk_tokens: return
+    lens = token_lengths(st.rows, tok, st.rows.get('_ntok'))
+    if not (lens > s.chunk_tokens).any(): return
+    new = {'text': [], 'source': []}  # token counts are recounted for the chunks below
+    for t, src, n in zip(st.rows['text'], st.rows['source'], lens):
+        cs = [t] if n <= s.chunk_tokens else chunk_text(t, tok, s.chunk_tokens, s.chunk_overlap)
+        st.added += len(cs) - 1
+        new['text'] += cs; new['source'] += [src] if len(cs) == 1 else [f"{src}#chunk{k+1}" for k in range(len(cs))]
+    st.rows, st.pre = new, {}  # chunks get new hashes in `_dedup`
+
+def _keep(st, idx, cache:bool=True):
+    "Keep rows `idx` in every per-row list of the state."
+    st.rows, st.texts, st.turns = {k: [v[i] for i in idx] for k, v in st.rows.items()}, [st.texts[i] for i in idx], [st.turns[i] for i in idx]
+    if cache: st.cache = {k: v[idx] for k, v in st.cache.items()}
+
+def _deduplicate(st, task, s):
+    "Step 4: drop exact and near duplicates (within label for classification), keeping each cluster's first row."
+    as_rows = [{'messages': m} if task == 'chat' else {'text': m} for m in st.rows['messages' if task == 'chat' else 'text']]
+    st.texts, st.turns = [dedup_text(x) for x in as_rows], [dedup_turns(x) for x in as_rows]
+    keep, dd, st.dup_info, st.cache = _dedup(st.texts, st.rows['source'], st.rows.get('label'), s.dedup, s.near_threshold, s.ngram, s.num_perm,
+                                             **st.pre, turns=st.turns)
+    st.dropped += dd; st.examples.update(st.dup_info.pop('examples')); st.clusters = st.dup_info.pop('every')
+    _keep(st, keep, cache=False)
+
+def _filter_lengths(st, tok, s):
+    "Step 5: token lengths, and the rows outside `min_tokens`..`max_tokens` dropped."
+    lens = token_lengths(st.rows, tok, st.rows.pop('_ntok', None))
+    short, long_ = (lens >= 0) & (lens < s.min_tokens), (lens > s.max_tokens) if s.max_tokens else np.zeros(len(lens), bool)
+    st.dropped.update(too_short=int(short.sum()), too_long=int((long_ & ~short).sum()))
+    for name, m in (('too_short', short), ('too_long', long_ & ~short)):
+        if m.any(): st.examples[name] = [st.rows['source'][i] for i in np.nonzero(m)[0][:20]]
+    ok = np.nonzero(~short & ~long_)[0]
+    _keep(st, ok); st.lens = lens[ok]
+    if not len(st.lens): raise TunebookError(f"every row was dropped ({dict(+st.dropped)}); loosen the filters (min_tokens, max_tokens, dedup).")
+
+def _split(st, task, feats, s):
+    "Step 6: the seeded (stratified) split, the leakage check across splits, and the `DatasetDict` to save."
+    st.sp = split_indices(len(st.lens), s.val, s.test, s.seed, labels=st.rows['label'] if task == 'classification' else None)
+    order = np.concatenate([st.sp[k] for k in ('train', 'validation', 'test')])
+    st.leak = leakage({k: [st.texts[i] for i in st.sp[k]] for k in ('train', 'validation', 'test')}, s.near_threshold, s.ngram, s.num_perm,
+                      **{k: v[order] for k, v in st.cache.items()}, turns=[st.turns[i] for i in order])
+    st.cols = {k: {c: [v[i] for i in idx] for c, v in st.rows.items() if c != 'source'} for k, idx in st.sp.items()}
+    keep_src = task != 'classification'  # chat and text rows keep their `source` (file:line), so later stages can name a row
+    st.saved = DatasetDict({k: Dataset.from_dict({**v, **({'source': [st.rows['source'][i] for i in st.sp[k]]} if keep_src else {})},
+                                                 features=Features({c: f for c, f in feats.items() if c != 'source' or keep_src}))
+                            for k, v in st.cols.items()})
+
+def _report(s, r, st, checked, rejected)->dict:
+    "The prep report: what was read, dropped and kept, and why; token statistics, hashes and every setting."
+    task, feats, tk = r.task, r.dataset.features, s.tokenizer
+    report = dict(task=task, inputs=[str(i) for i in ([s.inputs] if isinstance(s.inputs, (str, Path)) else s.inputs)], formats=r.formats,
+                  columns=r.mappings, converted_to_text=r.converted, ignored_fields=r.ignored, label_case_variants=r.label_notes,
+                  template=checked,
+                  counts=dict(read=r.n_read, rejected=len(rejected), added_by_chunking=st.added, dropped={k: int(st.dropped[k]) for k in DROP_REASONS},
+                              kept=len(st.lens), **{k: len(v) for k, v in st.sp.items()}),
+                  rejected_by_category=dict(Counter(p.category for p in r.problems)), dropped_examples=dict(st.examples),
+                  cleaning=dict(st.steps) if s.clean else None, pii=dict(st.pii_hits) if s.pii else None,
+                  duplicates=st.dup_info, leakage=st.leak,
+                  tokens=dict(tokenizer=str(tk if isinstance(tk, (str, Path)) else getattr(tk, 'name_or_path', '?')),
+                              **{k: _stats(st.lens[v]) for k, v in st.sp.items()}) | (dict(sampled=len(st.count)) if st.count else {}),
+                  hashes={k: split_hash(v) for k, v in st.cols.items()},
+                  labels=feats['label'].names if task == 'classification' else None,
+                  class_balance=class_balance(st.saved) if task == 'classification' else None,
+                  settings={k: getattr(s, k) for k in PREP_SETTINGS})
+    c = report['counts']
+    assert c['read'] + c['added_by_chunking'] == c['kept'] + c['rejected'] + sum(c['dropped'].values()), c
+    return report
+
+def _write_jsonl(path:Path, rows):
+    with open(path, 'w', encoding='utf-8') as f:
+        for x in rows: f.write(json.dumps(x, ensure_ascii=False) + '\n')
+
+def _write(st, report, rejected, laps, s):
+    "Step 7: write everything into a temporary folder, then rename it into place (`atomic_dir`)."
+    with atomic_dir(s.out, overwrite=s.overwrite) as tmp:
+        st.saved.save_to_disk(str(tmp/'dataset'), num_shards={k: 1 if not len(d) else None for k, d in st.saved.items()})  # an empty split needs 1 shard to load again
+        _write_jsonl(tmp/'duplicates.jsonl', st.clusters)  # one line per cluster: the row kept, each dropped twin and its similarity
+        if s.skip_invalid: _write_jsonl(tmp/'rejected.jsonl', rejected)
+        if s.plot: plot_lengths({k: st.lens[v][st.lens[v] >= 0] for k, v in st.sp.items()}, tmp/'lengths.png',
+                                f"token lengths ({report['task']}, {report['tokens']['tokenizer']})")
+        laps('write')
+        report['timings_s'] = laps.total()
+        write_json(tmp/'report.json', report)
+
+PREP_SETTINGS = ('format', 'columns', 'val', 'test', 'seed', 'pii', 'dedup', 'skip_invalid', 'clean', 'lower', 'contractions', 'near_threshold',
+                 'ngram', 'num_perm', 'min_tokens', 'max_tokens', 'chunk_tokens', 'chunk_overlap', 'token_sample', 'system_merge', 'check_template',
+                 'encoding') # the `prep` arguments the report's `settings` records
+
 # %% ../nbs/11_clean.ipynb #091e8016
 def prep(
     inputs:list|str,        # input files and/or folders
@@ -667,119 +823,18 @@ def prep(
     check_template:bool=True, # check every chat row against the tokenizer's chat template (what training will use)
 )->dict:                    # the report (also written to out/report.json)
     "Read, validate, clean, scrub, deduplicate, filter and split `inputs` into a prepared data folder."
-    t0, times = time.time(), {}
-    def lap(name):
-        nonlocal t0; times[name] = round(time.time() - t0, 3); t0 = time.time()
-    out = Path(out)
+    s = SimpleNamespace(**locals()); s.out = Path(out); laps = Laps()
     check_settings(val=val, test=test, dedup=dedup, near_threshold=near_threshold, ngram=ngram, num_perm=num_perm, min_tokens=min_tokens,
                    max_tokens=max_tokens, chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap, token_sample=token_sample, num_proc=num_proc)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise TunebookError(f"{out} already exists and is not empty; pass --overwrite (overwrite=True) to replace it, or choose another --out.")
-    r = read_inputs(inputs, format=format, columns=columns, encoding=encoding)
-    tok = load_tokenizer(tokenizer) if isinstance(tokenizer, (str, Path)) else tokenizer
-    checked = _check_template(r, tok, system_merge, tokenizer) if r.task == 'chat' and check_template else None
-    rejected = _rejected(r.problems)
-    if r.problems and not skip_invalid:
-        raise TunebookError(f"{len(rejected)} of {r.n_read} rows are invalid; nothing was written. Fix them, or pass --skip-invalid "
-                            f"to write them to {out/'rejected.jsonl'} and go on.\n" + format_problems(r.problems))
-    if not len(r.dataset): raise TunebookError(f"no valid rows in {inputs}" + ('\n' + format_problems(r.problems) if r.problems else ''))
-    ds, task, feats = r.dataset, r.task, r.dataset.features
-    lap('read+template')
-    # 1. clean + PII: a batched `map`, in 2 processes when there is enough work to pay for starting them
-    clean_kw = dict(lower=lower, contractions=contractions) if clean else None
-    if num_proc is None: num_proc = 2 if len(ds) >= 50_000 and (os.cpu_count() or 1) > 1 else 1
-    count = None  # rows whose tokens to count: all, or a seeded sample plus every row that might break the length limits
-    if token_sample and len(ds) > token_sample and min_tokens <= 1 and not (task == 'text' and chunk_tokens):
-        count = set(np.random.RandomState(seed).choice(len(ds), token_sample, replace=False).tolist())
-    extra = {'_key': Value('uint64')} if dedup in ('exact', 'near') else {}
-    if dedup == 'near': extra['_sig'] = [Value('uint32')]
-    ds = ds.map(_clean_batch, batched=True, batch_size=1000, with_indices=True, num_proc=num_proc if num_proc > 1 else None,
-                fn_kwargs=dict(task=task, clean_kw=clean_kw, pii=pii, tok=tok, count=count, bound=(max_tokens or 0) - 64 if max_tokens else None,
-                               dedup=dedup, ngram=ngram, num_perm=num_perm),
-                features=Features({**feats, '_steps': [Value('string')], '_pii': Value('string'), '_drop': Value('string'), '_ntok': [Value('int64')], **extra}),
-                desc='clean + PII + count tokens + hash')  # tokens are counted and rows hashed here, in the same worker processes
-    pre = {}  # exact-dedup keys and MinHash signatures, as NumPy arrays straight from Arrow
-    if '_key' in extra: pre['keys'] = ds.data.column('_key').to_numpy()
-    if '_sig' in extra: pre['sig'] = np.concatenate([c.flatten().to_numpy() for c in ds.data.column('_sig').chunks]).reshape(len(ds), num_perm)
-    cols = ds.remove_columns(list(extra)).to_dict()  # plain lists from here on: row-by-row access to Arrow data is slow
-    steps = Counter(x for st in cols.pop('_steps') for x in st)
-    pii_hits = Counter()
-    for p in cols.pop('_pii'):
-        if p != '{}': pii_hits.update(json.loads(p))
-    why = cols.pop('_drop'); dropped = Counter(d for d in why if d)
-    examples = defaultdict(list)  # a few sources per drop reason, so you can look at what was dropped
-    for d, src in zip(why, cols['source']):
-        if d and len(examples[d]) < 20: examples[d].append(src)
-    live = [i for i in range(len(why)) if not why[i]]
-    rows, pre = {k: [v[i] for i in live] for k, v in cols.items()}, {k: v[live] for k, v in pre.items()}
-    lap('clean+pii+tokens+hash')
-    added = 0
-    if task == 'text' and chunk_tokens:  # 2. chunk long documents
-        lens = token_lengths(rows, tok, rows.get('_ntok'))
-        if (lens > chunk_tokens).any():
-            new = {'text': [], 'source': []}  # token counts are recounted for the chunks below
-            for t, src, n in zip(rows['text'], rows['source'], lens):
-                cs = [t] if n <= chunk_tokens else chunk_text(t, tok, chunk_tokens, chunk_overlap)
-                added += len(cs) - 1
-                new['text'] += cs; new['source'] += [src] if len(cs) == 1 else [f"{src}#chunk{k+1}" for k in range(len(cs))]
-            rows, pre = new, {}  # chunks get new hashes in `_dedup`
-    lap('chunk')
-    as_rows = [{'messages': m} if task == 'chat' else {'text': m} for m in rows['messages' if task == 'chat' else 'text']]
-    texts, turns = [dedup_text(x) for x in as_rows], [dedup_turns(x) for x in as_rows]
-    keep, dd, dup_info, cache = _dedup(texts, rows['source'], rows.get('label'), dedup, near_threshold, ngram, num_perm, **pre, turns=turns)  # 3. dedup
-    dropped += dd; examples.update(dup_info.pop('examples')); clusters = dup_info.pop('every')
-    rows, texts, turns = {k: [v[i] for i in keep] for k, v in rows.items()}, [texts[i] for i in keep], [turns[i] for i in keep]
-    lap('dedup')
-    lens = token_lengths(rows, tok, rows.pop('_ntok', None))  # 4. token lengths and the length filter
-    short, long_ = (lens >= 0) & (lens < min_tokens), (lens > max_tokens) if max_tokens else np.zeros(len(lens), bool)
-    dropped.update(too_short=int(short.sum()), too_long=int((long_ & ~short).sum()))
-    for name, m in (('too_short', short), ('too_long', long_ & ~short)):
-        if m.any(): examples[name] = [rows['source'][i] for i in np.nonzero(m)[0][:20]]
-    ok = np.nonzero(~short & ~long_)[0]
-    rows, texts, turns, lens = {k: [v[i] for i in ok] for k, v in rows.items()}, [texts[i] for i in ok], [turns[i] for i in ok], lens[ok]
-    cache = {k: v[ok] for k, v in cache.items()}
-    if not len(lens): raise TunebookError(f"every row was dropped ({dict(+dropped)}); loosen the filters (min_tokens, max_tokens, dedup).")
-    lap('lengths+filter')
-    sp = split_indices(len(lens), val, test, seed, labels=rows['label'] if task == 'classification' else None)  # 5. split, leakage
-    order = np.concatenate([sp[k] for k in ('train', 'validation', 'test')])
-    leak = leakage({k: [texts[i] for i in sp[k]] for k in ('train', 'validation', 'test')}, near_threshold, ngram, num_perm,
-                   **{k: v[order] for k, v in cache.items()}, turns=[turns[i] for i in order])
-    cols = {k: {c: [v[i] for i in idx] for c, v in rows.items() if c != 'source'} for k, idx in sp.items()}
-    keep_src = task != 'classification'  # chat and text rows keep their `source` (file:line), so later stages can name a row
-    saved = DatasetDict({k: Dataset.from_dict({**v, **({'source': [rows['source'][i] for i in sp[k]]} if keep_src else {})},
-                                              features=Features({c: f for c, f in feats.items() if c != 'source' or keep_src}))
-                         for k, v in cols.items()})
-    lap('split+leakage')
-    report = dict(task=task, inputs=[str(i) for i in ([inputs] if isinstance(inputs, (str, Path)) else inputs)], formats=r.formats,
-                  columns=r.mappings, converted_to_text=r.converted, ignored_fields=r.ignored, label_case_variants=r.label_notes,
-                  template=checked,
-                  counts=dict(read=r.n_read, rejected=len(rejected), added_by_chunking=added, dropped={k: int(dropped[k]) for k in DROP_REASONS},
-                              kept=len(lens), **{k: len(v) for k, v in sp.items()}),
-                  rejected_by_category=dict(Counter(p.category for p in r.problems)), dropped_examples=dict(examples),
-                  cleaning=dict(steps) if clean else None, pii=dict(pii_hits) if pii else None,
-                  duplicates=dup_info, leakage=leak,
-                  tokens=dict(tokenizer=str(tokenizer if isinstance(tokenizer, (str, Path)) else getattr(tokenizer, 'name_or_path', '?')),
-                              **{k: _stats(lens[v]) for k, v in sp.items()}) | (dict(sampled=len(count)) if count else {}),
-                  hashes={k: split_hash(v) for k, v in cols.items()},
-                  labels=feats['label'].names if task == 'classification' else None,
-                  class_balance=class_balance(saved) if task == 'classification' else None,
-                  settings=dict(format=format, columns=columns, val=val, test=test, seed=seed, pii=pii, dedup=dedup, skip_invalid=skip_invalid,
-                                clean=clean, lower=lower, contractions=contractions, near_threshold=near_threshold, ngram=ngram, num_perm=num_perm,
-                                min_tokens=min_tokens, max_tokens=max_tokens, chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap, token_sample=token_sample,
-                                system_merge=system_merge, check_template=check_template, encoding=encoding))
-    c = report['counts']
-    assert c['read'] + c['added_by_chunking'] == c['kept'] + c['rejected'] + sum(c['dropped'].values()), c
-    with atomic_dir(out, overwrite=overwrite) as tmp:  # 6. write everything into a temporary folder, then rename it
-        saved.save_to_disk(str(tmp/'dataset'), num_shards={k: 1 if not len(d) else None for k, d in saved.items()})  # an empty split needs 1 shard to load again
-        with open(tmp/'duplicates.jsonl', 'w', encoding='utf-8') as f:  # one line per cluster: the row kept, each dropped twin and its similarity
-            for x in clusters: f.write(json.dumps(x, ensure_ascii=False) + '\n')
-        if skip_invalid:
-            with open(tmp/'rejected.jsonl', 'w', encoding='utf-8') as f:
-                for x in rejected: f.write(json.dumps(x, ensure_ascii=False) + '\n')
-        if plot: plot_lengths({k: lens[v][lens[v] >= 0] for k, v in sp.items()}, tmp/'lengths.png', f"token lengths ({task}, {report['tokens']['tokenizer']})")
-        lap('write')
-        report['timings_s'] = dict(times, total=round(sum(times.values()), 3))
-        write_json(tmp/'report.json', report)
+    _check_out(s.out, overwrite)
+    r, tok, checked, rejected = _read_valid(s);        laps('read+template')
+    st = _clean_rows(r.dataset, r.task, tok, s);        laps('clean+pii+tokens+hash')
+    _chunk_documents(st, r.task, tok, s);               laps('chunk')
+    _deduplicate(st, r.task, s);                        laps('dedup')
+    _filter_lengths(st, tok, s);                        laps('lengths+filter')
+    _split(st, r.task, r.dataset.features, s);          laps('split+leakage')
+    report = _report(s, r, st, checked, rejected)
+    _write(st, report, rejected, laps, s)
     return report
 
 # %% ../nbs/11_clean.ipynb #9fc58b7a
