@@ -15,6 +15,10 @@ __all__ = ['TASKS', 'TunebookError', 'default_device', 'default_dtype', 'device_
            'seed_everything', 'fsync_dir', 'atomic_file', 'write_text', 'write_json', 'read_json', 'fsync_tree',
            'atomic_dir', 'file_lock', 'cache_dir', 'sample_path', 'RunDir', 'task_from_columns', 'task_of']
 
+# %% ../nbs/00a_core.ipynb #bnb0quiet
+import logging # bitsandbytes (imported by peft when installed) warns at import that optional Hub CPU kernels are missing: offline
+logging.getLogger('bitsandbytes.backends.cpu.ops').setLevel(logging.ERROR) # they cannot be fetched, and its built-in CPU kernels are used
+
 # %% ../nbs/00a_core.ipynb #5ebe0bd4
 class TunebookError(Exception):
     "A problem with the user's input or setup, explained in one message (the CLI prints it without a traceback)."
