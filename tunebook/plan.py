@@ -9,7 +9,8 @@ import torch
 from torch import nn
 from .core import TunebookError, default_device, default_dtype
 from .models import DEFAULT_MODEL, resolve_model
-from .methods import METHODS, LORA_FAMILY, lora_targets
+from .methods import METHODS, LORA_FAMILY, VIRTUAL_TOKEN_METHODS, lora_targets
+from .loss import LOSS_CHUNK
 
 # %% auto #0
 __all__ = ['GPUS', 'GPU_MFU', 'KNOBS_NOTE', 'model_shape', 'trainable_params', 'cpu_gflops', 'estimate', 'plan_table',
@@ -102,7 +103,8 @@ def estimate(
     tokens = batch_size*seq_len
     per_tok = (sh['hidden'] if grad_ckpt else (10*sh['hidden'] + 4*sh['intermediate'] + (7*sh['hidden'] if method in LORA_FAMILY else 0)))
     acts = tokens*sh['layers']*per_tok*act_b/gb + (tokens*(10*sh['hidden'] + 4*sh['intermediate'])*act_b/gb if grad_ckpt else 0)
-    logits = tokens*sh['vocab']*(act_b + 8)/gb
+    chunked = method not in VIRTUAL_TOKEN_METHODS # training uses `tunebook.loss`: at most LOSS_CHUNK tokens' logits at once
+    logits = (min(tokens, LOSS_CHUNK) if chunked else tokens)*sh['vocab']*(act_b + 8)/gb
     overhead = 0.8 if dev['gpu'] else 0.6
     total = weights + train_state + acts + logits + overhead
     flops_tok = 2*N*(2 + (method == 'full') + grad_ckpt)
