@@ -14,6 +14,7 @@ from .core import (TunebookError, RunDir, atomic_dir, write_json, read_json, fsy
 from .models import DEFAULT_MODEL, base_reference, read_json_checked
 from .methods import METHODS, VIRTUAL_TOKEN_METHODS, load_for_method, apply_method
 from .format import tokenize_dataset, lint_masks, pack_examples, PackedCollator, PaddedCollator, IGNORE
+from .loss import causal_lm_loss
 from .config import write_run_config, trackers, train_kwargs_from_cli
 
 # %% auto #0
@@ -158,10 +159,14 @@ class TunebookTrainer(Trainer):
             self._created_lr_scheduler = True
         return self.lr_scheduler
 
-    def compute_loss(self, model, inputs, *args, **kwargs):
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         n = inputs.pop('real_tokens', None)
         if n is not None and model.training: self.real_tokens += int(n)
-        return super().compute_loss(model, inputs, *args, **kwargs)
+        if model.training and not return_outputs and (loss := causal_lm_loss(model, inputs, num_items_in_batch)) is not None:
+            # chunked cross-entropy (`tunebook.loss`): the batch's full-vocabulary logits never exist at once
+            if self.args.average_tokens_across_devices and num_items_in_batch is not None: loss = loss*self.accelerator.num_processes
+            return loss
+        return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
 
     def training_step(self, model, inputs, *args, **kwargs):
         loss = super().training_step(model, inputs, *args, **kwargs)
