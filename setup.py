@@ -35,7 +35,7 @@ setuptools.setup(
     url = cfg['git_url'],
     packages = setuptools.find_packages(include=['tunebook', 'tunebook.*']),
     include_package_data = True,
-    package_data = {'tunebook': ['metric_modules/*/*.py', 'templates/*', 'samples/*']},
+    package_data = {'tunebook': ['metric_modules/*/*.py', 'templates/*', 'samples/*', 'accelerate/*.yaml']},
     install_requires = requirements,
     extras_require={ 'dev': dev_requirements, 'gpu': ['bitsandbytes>=0.45'] },
     dependency_links = cfg.get('dep_links','').split(),

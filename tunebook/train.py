@@ -7,39 +7,27 @@ from __future__ import annotations
 import os, sys, json, math, time, shutil, hashlib, tempfile, warnings, contextlib
 from pathlib import Path
 import torch
+from fastcore.basics import patch
 from fastcore.script import call_parse, Param
 from transformers import Trainer, TrainingArguments, TrainerCallback, PrinterCallback
-from .core import (TunebookError, RunDir, atomic_dir, write_json, read_json, fsync_tree, fsync_dir,
-                           default_device, default_dtype, seed_everything, peak_memory_mb)
+from .core import (TunebookError, RunDir, atomic_dir, write_json, read_json,
+                           default_device, default_dtype, seed_everything, peak_memory_mb, task_of)
 from .models import DEFAULT_MODEL, base_reference, read_json_checked
+from .clean import load_prepared
+from .distributed import (is_main, is_distributed, local_rank, init_distributed, barrier, all_sum, main_process_first,
+                                  staged_checkpoint, remove_staging, shard_loader, strip_option, relaunch)
 from .methods import METHODS, VIRTUAL_TOKEN_METHODS, load_for_method, apply_method
 from .format import tokenize_dataset, lint_masks, pack_examples, PackedCollator, PaddedCollator, IGNORE
 from .loss import causal_lm_loss
 from .config import write_run_config, trackers, train_kwargs_from_cli
 
 # %% auto #0
-__all__ = ['SHORT_RUN', 'RESUME_MUST_MATCH', 'TRAIN_ARGS', 'CountingCollator', 'prepare_splits', 'write_manifest',
+__all__ = ['SHORT_RUN', 'RESUME_MUST_MATCH', 'TRAIN_ARGS', 'DATA_DIR_ARG', 'CountingCollator', 'prepare_splits', 'write_manifest',
            'checkpoint_problem', 'list_checkpoints', 'latest_checkpoint', 'lr_factor', 'TunebookTrainer',
-           'NonFiniteLoss', 'read_metrics', 'RunCallback', 'plot_losses', 'LivePlot', 'check_train_settings',
-           'plan_steps', 'train', 'learned_nothing', 'train_cli']
-
-# %% ../nbs/23_train.ipynb #ccc51f53
-def _load_prepared(data_dir:Path):
-    "The prepared `DatasetDict` and its report (via `tunebook.clean.load_prepared` when that module is installed)."
-    try: from tunebook.clean import load_prepared
-    except ImportError: load_prepared = None
-    if load_prepared is not None: return load_prepared(data_dir)
-    from datasets import load_from_disk
-    if not (data_dir/'dataset').is_dir(): raise TunebookError(f"{data_dir} is not a prepared data folder (no dataset/); run `tunebook prep` first.")
-    rep = read_json_checked(data_dir/'report.json') if (data_dir/'report.json').exists() else {}
-    return load_from_disk(str(data_dir/'dataset')), rep
-
-def _task_of(ds, report:dict, task:str='auto')->str: # 'chat', 'text' or 'classification'
-    "The training task: as asked, else from the prep report, else from the columns."
-    if task != 'auto': return task
-    if report.get('task'): return report['task']
-    cols = ds['train'].column_names
-    return 'chat' if 'messages' in cols else 'classification' if 'label' in cols else 'text'
+           'NonFiniteLoss', 'read_metrics', 'MetricsLog', 'StepClock', 'NonFiniteGuard', 'WeightWatch', 'TrackBest',
+           'EarlyStopping', 'ProgressBar', 'add_run_callbacks', 'resume_counters', 'plot_losses', 'LivePlot',
+           'check_train_settings', 'plan_steps', 'train', 'training_data', 'learned_nothing', 'train_cli',
+           'cli_train_kwargs']
 
 # %% ../nbs/23_train.ipynb #45c944a0
 class CountingCollator:
@@ -148,17 +136,6 @@ class TunebookTrainer(Trainer):
         self.keep_last, self.real_tokens, self.warmup, self.schedule = keep_last, 0, warmup, schedule
         self.tb_state = {} # counters saved in every checkpoint (tunebook_state.json) and restored on resume
 
-    def create_scheduler(self, num_training_steps:int, optimizer=None):
-        "Plan warmup from the steps this run will really take, with `lr_factor` (a closure, so a resumed run re-plans it)."
-        if self.lr_scheduler is None:
-            total, w = num_training_steps, self.warmup
-            ws = min(int(w) if w >= 1 else int(w*total), total//2)  # 5% of 1 step is 0 steps, not 1 step at lr 0
-            self.tb_state.update(planned_steps=total, warmup_steps=ws)
-            sched = self.schedule
-            self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer or self.optimizer, lambda s: lr_factor(s, total, ws, sched))
-            self._created_lr_scheduler = True
-        return self.lr_scheduler
-
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         n = inputs.pop('real_tokens', None)
         if n is not None and model.training: self.real_tokens += int(n)
@@ -173,6 +150,19 @@ class TunebookTrainer(Trainer):
         if not torch.isfinite(loss).all(): raise NonFiniteLoss(self.state.global_step + 1, float(loss))
         return loss
 
+# %% ../nbs/23_train.ipynb #c650fded
+@patch
+def create_scheduler(self:TunebookTrainer, num_training_steps:int, optimizer=None):
+    "Plan warmup from the steps this run will really take, with `lr_factor` (a closure, so a resumed run re-plans it)."
+    if self.lr_scheduler is None:
+        total, w = num_training_steps, self.warmup
+        ws = min(int(w) if w >= 1 else int(w*total), total//2)  # 5% of 1 step is 0 steps, not 1 step at lr 0
+        self.tb_state.update(planned_steps=total, warmup_steps=ws)
+        sched = self.schedule
+        self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer or self.optimizer, lambda s: lr_factor(s, total, ws, sched))
+        self._created_lr_scheduler = True
+    return self.lr_scheduler
+
 # %% ../nbs/23_train.ipynb #b7a7ae8a
 class NonFiniteLoss(TunebookError):
     "The loss became NaN or infinite; the run stops before the optimizer applies it."
@@ -184,26 +174,26 @@ class NonFiniteLoss(TunebookError):
                          f"with --resume to continue from the last one.")
 
 # %% ../nbs/23_train.ipynb #0fae9266
+@patch
 def _save_checkpoint(self:TunebookTrainer, model, trial):
     "Write the Trainer's checkpoint into a staging folder, add our state and the manifest, fsync, then rename it into place."
     if bad := _nonfinite_params(self.model):
         raise TunebookError(f"Refusing to save checkpoint at step {self.state.global_step}: {len(bad)} trainable tensors "
                             f"hold NaN/inf (first: {bad[0]}). Lower the learning rate and resume from the last checkpoint.")
     ckdir, step = Path(self.args.output_dir), self.state.global_step
-    final = ckdir/f'checkpoint-{step}'
-    stage = Path(tempfile.mkdtemp(dir=ckdir, prefix=f'.staging-{step}-'))
-    self.args.output_dir = str(stage)
-    try: Trainer._save_checkpoint(self, model, trial)
-    finally: self.args.output_dir = str(ckdir)
-    src = stage/final.name
-    (src/'training_args.bin').unlink(missing_ok=True) # a pickle the resume never needs: checkpoints hold no pickled objects
-    write_json(src/'tunebook_state.json', dict(real_tokens=self.real_tokens, **self.tb_state))
-    write_manifest(src, step)
-    fsync_tree(src)
-    if final.exists(): shutil.rmtree(final) # an older, torn attempt at the same step (complete ones are never rewritten)
-    os.replace(src, final); fsync_dir(ckdir); shutil.rmtree(stage, ignore_errors=True)
-    self._rotate_complete(ckdir)
+    tokens = int(all_sum(self.real_tokens)[0]) # every rank's tokens (on resume the main process carries them all)
+    def write(stage): # every rank: the Trainer writes the model/optimizer (main) and rng_state_<rank>.pth (each rank)
+        self.args.output_dir = str(stage)
+        try: Trainer._save_checkpoint(self, model, trial)
+        finally: self.args.output_dir = str(ckdir)
+    def finish(src): # main process only, then it renames the folder into place
+        (src/'training_args.bin').unlink(missing_ok=True) # a pickle the resume never needs: checkpoints hold no pickled objects
+        write_json(src/'tunebook_state.json', dict(real_tokens=tokens, **self.tb_state))
+        write_manifest(src, step) # last
+    staged_checkpoint(ckdir, step, write, finish) # staging folder, barrier, rename by the main process, barrier
+    if is_main(): self._rotate_complete(ckdir)
 
+@patch
 def _rotate_complete(self:TunebookTrainer, ckdir:Path):
     "Keep the newest `keep_last` complete checkpoints; remove older ones and torn ones older than the newest complete."
     cks = list_checkpoints(ckdir)
@@ -213,27 +203,26 @@ def _rotate_complete(self:TunebookTrainer, ckdir:Path):
     for c in cks:
         if c not in keep and _step_of(c) <= newest: shutil.rmtree(c, ignore_errors=True)
 
-TunebookTrainer._save_checkpoint, TunebookTrainer._rotate_complete = _save_checkpoint, _rotate_complete
-
 # %% ../nbs/23_train.ipynb #ba573cdb
-@torch.no_grad()
-def _evaluate(self:TunebookTrainer, eval_dataset=None, ignore_keys=None, metric_key_prefix:str='eval')->dict:
+@patch
+def evaluate(self:TunebookTrainer, eval_dataset=None, ignore_keys=None, metric_key_prefix:str='eval')->dict:
     "Validation loss averaged over trained tokens (not over batches)."
     model, was = self.model, self.model.training
     model.eval(); total, n, t0 = 0.0, 0, time.time()
-    for batch in self.get_eval_dataloader(eval_dataset):
-        batch = self._prepare_inputs(batch); batch.pop('real_tokens', None)
-        k = int((batch['labels'][:, 1:] != IGNORE).sum())
-        if k == 0: continue
-        out = model(**batch)
-        total += float(out.loss) * k; n += k
-    model.train(was)
+    ds = eval_dataset if eval_dataset is not None else self.eval_dataset
+    loader = shard_loader(ds, self.args.per_device_eval_batch_size, self.data_collator) if is_distributed() else self.get_eval_dataloader(eval_dataset)
+    with torch.no_grad():
+        for batch in loader:
+            batch = self._prepare_inputs(batch); batch.pop('real_tokens', None)
+            k = int((batch['labels'][:, 1:] != IGNORE).sum())
+            if k == 0: continue
+            out = model(**batch)
+            total += float(out.loss) * k; n += k
+    model.train(was); total, n = all_sum(total, n) # every rank's tokens, each counted once
     metrics = {f'{metric_key_prefix}_loss': total/max(n, 1), f'{metric_key_prefix}_runtime': round(time.time()-t0, 3)}
     self.log(metrics)
     self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
     return metrics
-
-TunebookTrainer.evaluate = _evaluate
 
 # %% ../nbs/23_train.ipynb #ece4ea9b
 def read_metrics(path:Path)->list[dict]: # the logged records, skipping a line torn by a crash
@@ -244,96 +233,142 @@ def read_metrics(path:Path)->list[dict]: # the logged records, skipping a line t
         with contextlib.suppress(json.JSONDecodeError): out.append(json.loads(line))
     return out
 
-class RunCallback(TrainerCallback):
-    "metrics.jsonl, step timing, real tokens/s, the learning rate each step applied, early stopping, a gradient NaN guard, and whether the weights moved."
-    def __init__(self, trainer:TunebookTrainer, metrics_path:Path, patience:int|None=None, live=None, progress:bool=False):
-        self.tr, self.path, self.patience, self.live, self.progress, self.bar = trainer, Path(metrics_path), patience, live, progress, None
-        self.st = trainer.tb_state
-        self.st.update(train_time=0.0, best_val=None, best_step=None, bad_evals=0)
-        self._t, self.best, self._t0, self._start = None, None, time.perf_counter(), None
+class MetricsLog(TrainerCallback):
+    "Append every log (losses, learning rate, timing, real tokens/s) to metrics.jsonl, one flushed JSON line each."
+    def __init__(self, path:Path, trainer=None, live=None): self.path, self.tr, self.live, self.t0 = Path(path), trainer, live, time.perf_counter()
+    def on_train_begin(self, args, state, control, **kw): self.t0 = time.perf_counter()
+    def record(self, state, logs:dict)->dict: # one line: step, epoch, timing and real tokens (a `TunebookTrainer`'s counters), the log
+        "The metrics.jsonl record of one log."
+        st, tokens = getattr(self.tr, 'tb_state', {}), getattr(self.tr, 'real_tokens', None)
+        rec = dict(step=state.global_step, epoch=round(state.epoch or 0, 4)) | ({'time': round(st['train_time'], 3)} if 'train_time' in st else {})
+        rec['wall'] = round(time.perf_counter() - self.t0, 3) # wall clock since this process began training, all overheads included
+        rec |= ({} if tokens is None else {'real_tokens': tokens}) | {k: v for k, v in (logs or {}).items() if k != 'epoch'}
+        if 'loss' in rec and tokens is not None:
+            rec['tokens_per_s'] = round(tokens / max(st.get('train_time', 0), 1e-9), 1)
+            if st.get('lr_per_step'): rec['lr_applied'] = st['lr_per_step'][-1]
+        return rec
+    def on_log(self, args, state, control, logs=None, **kw):
+        if not is_main(): return # one writer of metrics.jsonl
+        with open(self.path, 'a') as f: f.write(json.dumps(self.record(state, logs)) + '\n'); f.flush()
+        if self.live: self.live(self.path)
 
-    @staticmethod
-    def _small(model)->bool: return sum(p.numel() for p in model.parameters() if p.requires_grad) < 0.2*sum(p.numel() for p in model.parameters())
+# %% ../nbs/23_train.ipynb #c409e492
+class StepClock(TrainerCallback):
+    "Seconds (wall and CPU) inside optimizer steps, and the learning rate each step applied; a resumed run gets the re-planned rate."
+    def __init__(self, trainer:TunebookTrainer): self.st, self.t = trainer.tb_state, None; self.st.update(train_time=0.0)
+    def on_train_begin(self, args, state, control, optimizer=None, lr_scheduler=None, **kw):
+        if optimizer is not None and hasattr(lr_scheduler, 'lr_lambdas'): # a resumed run: the optimizer holds the old plan's rate, re-apply ours
+            for g, base, f in zip(optimizer.param_groups, lr_scheduler.base_lrs, lr_scheduler.lr_lambdas): g['lr'] = base*f(lr_scheduler.last_epoch)
+    def on_step_begin(self, args, state, control, **kw): self.t, self.c = time.perf_counter(), time.process_time()
+    def on_step_end(self, args, state, control, **kw):
+        if self.t is None: return
+        self.st['train_time'] += time.perf_counter() - self.t
+        self.st['train_cpu'] = self.st.get('train_cpu', 0.0) + time.process_time() - self.c # CPU seconds: fair on a shared machine
+    def on_pre_optimizer_step(self, args, state, control, optimizer=None, **kw):
+        if optimizer is not None: # the rate this step really applies (the Trainer logs the *next* one)
+            self.st['lr_per_step'] = self.st.get('lr_per_step', [])[:state.global_step] + [float(optimizer.param_groups[0]['lr'])]
 
+class NonFiniteGuard(TrainerCallback):
+    "Stop before the optimizer applies a NaN or infinite gradient (`training_step` checks the loss itself)."
+    def on_pre_optimizer_step(self, args, state, control, model=None, **kw):
+        grads = [p.grad for p in model.parameters() if p.requires_grad and p.grad is not None]
+        if grads and not torch.isfinite(torch.stack([g.detach().float().norm() for g in grads])).all():
+            raise NonFiniteLoss(state.global_step + 1, float('nan'))
+
+class WeightWatch(TrainerCallback):
+    "A copy of the trainable weights (up to 50M of them) when training begins, to tell at the end whether they moved."
+    def __init__(self, trainer:TunebookTrainer): self.tr, self.start = trainer, None
+    def on_train_begin(self, args, state, control, **kw):
+        if sum(p.numel() for p in self.tr.model.parameters() if p.requires_grad) <= 50_000_000:
+            self.start = {n: p.detach().float().cpu().clone() for n, p in self.tr.model.named_parameters() if p.requires_grad}
+    def param_change(self)->float|None: # the largest absolute change of any trained weight since training began
+        "How far the trained parameters moved in this process (0.0: not at all)."
+        if self.start is None: return None
+        cur = {n: p for n, p in self.tr.model.named_parameters() if p.requires_grad}
+        return max((float((cur[n].detach().float().cpu() - v).abs().max()) for n, v in self.start.items() if n in cur), default=0.0)
+
+# %% ../nbs/23_train.ipynb #b80a3def
+def _small(model)->bool: # trainable weights are under a fifth of the model (an adapter)
+    return sum(p.numel() for p in model.parameters() if p.requires_grad) < 0.2*sum(p.numel() for p in model.parameters())
+
+class TrackBest(TrainerCallback):
+    "The best validation loss and its step; with `keep_weights`, those weights in memory (PEFT methods) for `restore_best`."
+    def __init__(self, trainer:TunebookTrainer, keep_weights:bool=False):
+        self.tr, self.st, self.keep, self.best = trainer, trainer.tb_state, keep_weights, None
+        self.st.update(best_val=None, best_step=None, bad_evals=0)
+    def on_evaluate(self, args, state, control, metrics=None, **kw):
+        if (v := (metrics or {}).get('eval_loss')) is None: return
+        self.st['last_eval_step'] = state.global_step
+        if self.st['best_val'] is not None and v >= self.st['best_val']: self.st['bad_evals'] += 1; return
+        self.st.update(best_val=v, best_step=state.global_step, bad_evals=0)
+        if self.keep and _small(model := self.tr.model): # keep the best adapter in memory (PEFT: a few MB)
+            self.best = {n: p.detach().to('cpu', copy=True) for n, p in model.named_parameters() if p.requires_grad}
     def restore_best(self)->int|None: # the step whose weights are now in the model, or None
-        "Put the best-validation weights back (early stopping, PEFT methods)."
+        "Put the best-validation weights back."
         if self.best is None or self.st['best_step'] == self.tr.state.global_step: return None
         with torch.no_grad():
             for n, p in self.tr.model.named_parameters():
                 if n in self.best: p.copy_(self.best[n])
         return self.st['best_step']
 
-    def resume_from(self, ck:Path):
-        "Restore counters from a checkpoint and drop metrics logged after it (they will be logged again)."
-        s = read_json(ck/'tunebook_state.json')
-        old, new = s.get('config') or {}, self.st.get('config') or {}
-        if diff := [k for k in RESUME_MUST_MATCH if k in old and old[k] != new.get(k)]:
-            raise TunebookError(f"Cannot resume {ck}: it was trained with " + ', '.join(f"{k}={old[k]!r}" for k in diff) +
-                                " and this call asks for " + ', '.join(f"{k}={new.get(k)!r}" for k in diff) +
-                                ". Resume with the same settings (only max_steps, epochs and eval/save settings may change).")
-        self.tr.real_tokens = s.pop('real_tokens'); self.st.update(s)
-        step = _step_of(ck)
-        keep = [r for r in read_metrics(self.path) if r.get('step', 0) <= step]
-        with open(self.path, 'w') as f: f.writelines(json.dumps(r) + '\n' for r in keep)
+class EarlyStopping(TrainerCallback):
+    "Stop the run after `patience` evaluations without a better validation loss (counted by `TrackBest`, added before it)."
+    def __init__(self, trainer:TunebookTrainer, patience:int): self.st, self.patience = trainer.tb_state, patience
+    def on_evaluate(self, args, state, control, metrics=None, **kw):
+        if (metrics or {}).get('eval_loss') is None or self.st['bad_evals'] < self.patience: return
+        print(f"early stopping at step {state.global_step}: validation loss has not improved for {self.patience} evaluations "
+              f"(best {self.st['best_val']:.4f} at step {self.st['best_step']})")
+        control.should_training_stop = True
 
-    def param_change(self)->float|None: # the largest absolute change of any trained weight since training began
-        "How far the trained parameters moved in this process (0.0: not at all)."
-        if self._start is None: return None
-        cur = {n: p for n, p in self.tr.model.named_parameters() if p.requires_grad}
-        return max((float((cur[n].detach().float().cpu() - v).abs().max()) for n, v in self._start.items() if n in cur), default=0.0)
-
+# %% ../nbs/23_train.ipynb #3eec9f2b
+class ProgressBar(TrainerCallback):
+    "One progress bar (step, loss, validation loss, real tokens/s) instead of the Trainer's raw log dicts."
+    def __init__(self, trainer:TunebookTrainer): self.tr, self.bar, self.post = trainer, None, {}
     def on_train_begin(self, args, state, control, **kw):
-        self._t0 = time.perf_counter()
-        opt, sch = kw.get('optimizer'), kw.get('lr_scheduler')
-        if opt is not None and hasattr(sch, 'lr_lambdas'): # a resumed run: the optimizer holds the old plan's rate, re-apply ours
-            for g, base, f in zip(opt.param_groups, sch.base_lrs, sch.lr_lambdas): g['lr'] = base*f(sch.last_epoch)
-        if sum(p.numel() for p in self.tr.model.parameters() if p.requires_grad) <= 50_000_000: # a copy to tell if anything was learned
-            self._start = {n: p.detach().float().cpu().clone() for n, p in self.tr.model.named_parameters() if p.requires_grad}
-        if self.progress: # one progress bar (step, loss, validation loss, real tokens/s) instead of the Trainer's raw log dicts
-            from tqdm.auto import tqdm
-            self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc='training', unit='step', dynamic_ncols=True)
+        from tqdm.auto import tqdm
+        self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc='training', unit='step', dynamic_ncols=True)
+    def on_step_end(self, args, state, control, **kw):
+        if self.bar is not None: self.bar.update(state.global_step - self.bar.n)
     def on_train_end(self, args, state, control, **kw):
         if self.bar is not None: self.bar.close(); self.bar = None
-    def on_step_begin(self, args, state, control, **kw): self._t, self._c = time.perf_counter(), time.process_time()
-    def on_step_end(self, args, state, control, **kw):
-        if self._t is None: return
-        self.st['train_time'] += time.perf_counter() - self._t
-        self.st['train_cpu'] = self.st.get('train_cpu', 0.0) + time.process_time() - self._c # CPU seconds: fair on a shared machine
-        if self.bar is not None: self.bar.update(state.global_step - self.bar.n)
-
-    def on_pre_optimizer_step(self, args, state, control, model=None, **kw):
-        if (opt := kw.get('optimizer')) is not None: # the rate this step really applies (the Trainer logs the *next* one)
-            self.st['lr_per_step'] = self.st.get('lr_per_step', [])[:state.global_step] + [float(opt.param_groups[0]['lr'])]
-        grads = [p.grad for p in model.parameters() if p.requires_grad and p.grad is not None]
-        if grads and not torch.isfinite(torch.stack([g.detach().float().norm() for g in grads])).all():
-            raise NonFiniteLoss(state.global_step + 1, float('nan'))
-
     def on_log(self, args, state, control, logs=None, **kw):
-        rec = dict(step=state.global_step, epoch=round(state.epoch or 0, 4), time=round(self.st['train_time'], 3),
-                   wall=round(time.perf_counter() - self._t0, 3), # wall clock since this process began training, all overheads included
-                   real_tokens=self.tr.real_tokens, **{k: v for k, v in (logs or {}).items() if k != 'epoch'})
-        if 'loss' in rec:
-            rec['tokens_per_s'] = round(self.tr.real_tokens / max(self.st['train_time'], 1e-9), 1)
-            if self.st.get('lr_per_step'): rec['lr_applied'] = self.st['lr_per_step'][-1]
-        with open(self.path, 'a') as f: f.write(json.dumps(rec) + '\n'); f.flush()
-        if self.live: self.live(self.path)
-        if self.bar is not None and ('loss' in rec or 'eval_loss' in rec):
-            self._post = getattr(self, '_post', {}) | {k: f"{rec[k]:.4g}" for k in ('loss', 'eval_loss', 'tokens_per_s') if k in rec}
-            self.bar.set_postfix(self._post, refresh=True)
+        logs = dict(logs or {})
+        if self.bar is None or not ({'loss', 'eval_loss'} & set(logs)): return
+        if 'loss' in logs: logs['tokens_per_s'] = self.tr.real_tokens / max(self.tr.tb_state.get('train_time', 0), 1e-9)
+        self.post |= {k: f"{logs[k]:.4g}" for k in ('loss', 'eval_loss', 'tokens_per_s') if k in logs}
+        self.bar.set_postfix(self.post, refresh=True)
 
-    def on_evaluate(self, args, state, control, metrics=None, **kw):
-        v = (metrics or {}).get('eval_loss')
-        if v is None: return
-        self.st['last_eval_step'] = state.global_step
-        if self.st['best_val'] is None or v < self.st['best_val']:
-            self.st.update(best_val=v, best_step=state.global_step, bad_evals=0)
-            if self.patience and self._small(model := self.tr.model): # keep the best adapter in memory (PEFT: a few MB)
-                self.best = {n: p.detach().to('cpu', copy=True) for n, p in model.named_parameters() if p.requires_grad}
-        else: self.st['bad_evals'] += 1
-        if self.patience and self.st['bad_evals'] >= self.patience:
-            print(f"early stopping at step {state.global_step}: validation loss has not improved for {self.patience} evaluations "
-                  f"(best {self.st['best_val']:.4f} at step {self.st['best_step']})")
-            control.should_training_stop = True
+def add_run_callbacks(
+    trainer:TunebookTrainer, # the run's trainer
+    metrics_path:Path,       # its metrics.jsonl
+    patience:int|None=None,  # early stopping after this many evaluations without improvement (None: never)
+    live=None,               # called with the metrics path after each log (a `LivePlot`)
+    progress:bool=False,     # show a progress bar
+)->dict:                     # the callbacks by name: clock, guard, weights, best, log (+ stop, bar)
+    "Put the run's single-purpose callbacks on `trainer`, in the order they must run."
+    cbs = dict(clock=StepClock(trainer), guard=NonFiniteGuard(), weights=WeightWatch(trainer),
+               best=TrackBest(trainer, keep_weights=bool(patience)), log=MetricsLog(metrics_path, trainer, live))
+    if patience: cbs['stop'] = EarlyStopping(trainer, patience)
+    if progress: cbs['bar'] = ProgressBar(trainer)
+    for cb in cbs.values(): trainer.add_callback(cb)
+    return cbs
+
+def resume_counters(
+    trainer:TunebookTrainer, # the run's trainer (its `tb_state` holds this call's `config`)
+    ck:Path,                 # the checkpoint to resume from
+    metrics_path:Path,       # the run's metrics.jsonl
+):
+    "Restore the run's counters from `ck` (refusing different settings) and drop metrics logged after it (they are logged again)."
+    s, st = read_json(ck/'tunebook_state.json'), trainer.tb_state
+    old, new = s.get('config') or {}, st.get('config') or {}
+    if diff := [k for k in RESUME_MUST_MATCH if k in old and old[k] != new.get(k)]:
+        raise TunebookError(f"Cannot resume {ck}: it was trained with " + ', '.join(f"{k}={old[k]!r}" for k in diff) +
+                            " and this call asks for " + ', '.join(f"{k}={new.get(k)!r}" for k in diff) +
+                            ". Resume with the same settings (only max_steps, epochs and eval/save settings may change).")
+    tokens = s.pop('real_tokens'); trainer.real_tokens = tokens if is_main() else 0; st.update(s) # all ranks' tokens: counted once
+    if not is_main(): return
+    keep = [r for r in read_metrics(metrics_path) if r.get('step', 0) <= _step_of(ck)]
+    with open(metrics_path, 'w') as f: f.writelines(json.dumps(r) + '\n' for r in keep)
 
 # %% ../nbs/23_train.ipynb #068bda89
 def plot_losses(
@@ -460,70 +495,117 @@ def train(
     "Fine-tune `model` on the prepared data in `data_dir` and write a run folder to `out`."
     check_train_settings(lr, batch_size, grad_accum, seq_len, max_steps, epochs, warmup, eval_every, save_every, keep_last,
                          grad_clip, weight_decay, schedule)
+    init_distributed(); verbose = verbose and is_main() # under torchrun: only the main process prints
     data_dir, run = Path(data_dir), RunDir(out)
-    ds, report = _load_prepared(data_dir)
-    task = _task_of(ds, report, task)
-    if task == 'classification':
-        try: from tunebook.classify import train_classifier
-        except ImportError as e: raise TunebookError(f"{data_dir} holds a classification task, which needs tunebook.classify ({e}).")
-        from tunebook.models import MINILM
-        given = dict(locals())
-        unused = [k for k, d in dict(grad_accum=1, packing=True, eval_every=50, early_stopping=None, save_every=None, keep_last=2,
-                  warmup=0.05, schedule='cosine', grad_clip=1.0, grad_ckpt=False, dtype=None, overflow='truncate', weight_decay=0.0).items()
-                  if given[k] != d] + [k for k in method_kwargs if k not in ('r', 'alpha', 'targets') or (k == 'targets' and method_kwargs[k] != 'auto')]
-        if unused and verbose: print(f"note: a classification run does not use {', '.join('--' + k.replace('_', '-') for k in unused)}: "
-                                     f"those settings are ignored (see `tunebook train --help` and the classification lesson).")
-        kw = {k: v for k, v in method_kwargs.items() if k in ('r', 'alpha')}
-        res = train_classifier(data_dir, out, model=MINILM if model == DEFAULT_MODEL else model, method=method, epochs=epochs,
-                               max_steps=max_steps or -1, lr=None if lr == 2e-4 else lr, batch_size=batch_size,
-                               **({} if seq_len == 512 else dict(max_length=seq_len)), seed=seed, device=device,
-                               overwrite=overwrite, **kw)
-        return read_json(RunDir(out).summary) if RunDir(out).summary.exists() else dict(run=str(res))
-    if task not in ('chat', 'text'): raise TunebookError(f"Unknown task {task!r}: expected 'chat', 'text' or 'classification'.")
-    if method not in METHODS: raise TunebookError(f"Unknown method '{method}'. Choose one of: {', '.join(METHODS)}.")
-    finished = read_json_checked(run.summary) if (run.summary.exists() and resume and not overwrite) else None
-    run.check_writable(resume, overwrite)
-    if packing and method in VIRTUAL_TOKEN_METHODS:
-        if verbose: print(f"note: method='{method}' prepends virtual tokens, which packed rows cannot hold; training unpacked.")
-        packing = False
-    loc = dict(locals())
+    ds, report, task = training_data(data_dir, task, method)
+    finished = _claim_run_dir(run, resume, overwrite)
+    packing = _packing_for(method, packing, verbose)
+    loc = dict(locals()) # the settings as given (task and packing resolved); `config` records them
     config = {k: (str(v) if isinstance(v, (Path, torch.dtype)) else v) for k, v in loc.items() if k in TRAIN_ARGS} | dict(method_kwargs)
-    device = device or default_device()
-    dtype = _dtype_of(dtype) or default_dtype(device)
-    seed_everything(seed)
-    base, tok = load_for_method(model, method, dtype=dtype, device=device)
-    if (npos := getattr(base.config, 'max_position_embeddings', None)) and seq_len > npos:
-        raise TunebookError(f"--seq-len {seq_len} is longer than {model} can read ({npos} positions): use --seq-len {npos} or less.")
-    train_ds, val_ds, collate, tok_stats = prepare_splits(ds, tok, task, seq_len, packing, overflow, verbose)
-    notes, used_bs = [], batch_size
-    if val_ds is None and early_stopping: # never accept an option and ignore it
-        notes.append(f"--early-stopping {early_stopping} needs a validation split, and this data has none: it does not apply to this run")
-        if verbose: print('note: ' + notes[-1])
-    if batch_size > len(train_ds):
-        used_bs = len(train_ds)
-        notes.append(f"--batch-size {batch_size} is larger than the {len(train_ds)} training {'packed rows' if packing else 'rows'}: "
-                     f"each batch holds {used_bs}")
-        if verbose: print('note: ' + notes[-1])
+    device, dtype = _device_and_dtype(device, dtype)
+    base, tok = _load_base(model, method, seq_len, dtype, device, seed)
+    with main_process_first(): # tokenize and pack once; the other ranks reuse the cache (packing is deterministic)
+        train_ds, val_ds, collate, tok_stats = prepare_splits(ds, tok, task, seq_len, packing, overflow, verbose)
+    notes, used_bs = _batch_notes(train_ds, val_ds, batch_size, early_stopping, packing, verbose)
     plan = plan_steps(len(train_ds), used_bs, grad_accum, epochs, max_steps)
     if finished is not None: _check_finished(run, finished, plan['total'], max_steps, epochs)
-    if plan['total'] < SHORT_RUN:
-        k = math.ceil(2*SHORT_RUN/plan['steps_per_epoch'])
-        notes.append(f"only {plan['total']} optimizer step{'s'[:plan['total'] != 1]} ({len(train_ds)} training rows, batch {used_bs}"
-                     f"{f' x {grad_accum} accumulation' if grad_accum > 1 else ''}): too few to learn much; " +
-                     (f"try --max-steps {2*SHORT_RUN} or more" if max_steps else f"try --epochs {k} (about {k*plan['steps_per_epoch']} steps)") +
-                     " or a smaller --batch-size")
-        if verbose: print('note: ' + notes[-1])
+    _short_run_note(notes, plan, len(train_ds), used_bs, grad_accum, max_steps, verbose)
     seed_everything(seed)
     net = apply_method(base, method, grad_ckpt=grad_ckpt, **method_kwargs)
     trainer = _make_trainer(net, run, train_ds, val_ds, collate, device=device, dtype=dtype, max_steps=max_steps,
                             epochs=epochs, batch_size=used_bs, grad_accum=grad_accum, lr=lr, eval_every=eval_every,
                             save_every=save_every, keep_last=keep_last, seed=seed, warmup=warmup, schedule=schedule,
                             grad_clip=grad_clip, weight_decay=weight_decay, report_to=report_to)
-    live = LivePlot() if (live_plot if live_plot is not None else _in_notebook()) else None
-    cb = RunCallback(trainer, run.metrics, patience=early_stopping, live=live, progress=verbose); trainer.add_callback(cb)
+    cbs = _attach_callbacks(trainer, run, config, early_stopping, live_plot, verbose, callbacks)
+    ck = _resume_point(trainer, run, resume, finished, plan, verbose)
+    if is_main(): write_run_config(run.root, config | dict(report_to=report_to), data_dir, device=device, dtype=dtype) # config.yaml: the resolved run
+    t0 = time.time()
+    _fit(trainer, cbs, ck, val_ds is not None, early_stopping, verbose)
+    if not is_main(): barrier(); return read_json(run.summary) # the main process writes the adapter, plot and summary
+    summary = _finish(trainer, cbs, run, tok, model=model, method=method, task=task, config=config, device=device, dtype=dtype,
+                      data_dir=data_dir, report=report, tok_stats=tok_stats, runtime=time.time()-t0, verbose=verbose,
+                      notes=notes, batch_size_used=used_bs, base=base)
+    barrier(); return summary
+
+# %% ../nbs/23_train.ipynb #6bdb8d91
+def training_data(
+    data_dir:Path,   # a prepared data folder
+    task:str='auto', # 'chat', 'text', or 'auto' (`task_of`)
+    method:str='lora', # a key of `METHODS`
+)->tuple:            # (DatasetDict, prep report, task)
+    "The prepared data and its task, refusing a task or method this lesson does not train."
+    ds, report = load_prepared(data_dir)
+    task = task_of(data_dir) if task == 'auto' else task
+    if task == 'classification':
+        raise TunebookError(f"{data_dir} holds a classification task, which the classification lesson trains: run `tunebook train` "
+                            f"(it hands the folder over), or call `tunebook.classify.train_classifier` (`train_from_train_args` takes these settings).")
+    if task not in ('chat', 'text'): raise TunebookError(f"Unknown task {task!r}: expected 'chat', 'text' or 'classification'.")
+    if method not in METHODS: raise TunebookError(f"Unknown method '{method}'. Choose one of: {', '.join(METHODS)}.")
+    return ds, report, task
+
+def _claim_run_dir(run:RunDir, resume:bool, overwrite:bool)->dict|None: # a finished run's summary when `resume` trains it longer
+    "Check the run folder (every rank) and clear it for `overwrite` (main process), before anybody writes."
+    finished = read_json_checked(run.summary) if (run.summary.exists() and resume and not overwrite) else None
+    if is_main() or not overwrite: run.check_writable(resume, overwrite) # every rank checks, only the main process clears
+    barrier() # nobody writes before every rank has checked the run folder
+    return finished
+
+def _packing_for(method:str, packing:bool, verbose:bool)->bool:
+    "Packing as asked, except for methods that prepend virtual tokens (a packed row cannot hold them)."
+    if not (packing and method in VIRTUAL_TOKEN_METHODS): return packing
+    if verbose: print(f"note: method='{method}' prepends virtual tokens, which packed rows cannot hold; training unpacked.")
+    return False
+
+def _device_and_dtype(device:str|None, dtype)->tuple: # (device, torch dtype)
+    "The device (one GPU per process under torchrun) and the dtype to train in."
+    device = device or default_device()
+    if is_distributed() and device == 'cuda': device = f'cuda:{local_rank()}' # one GPU per process, never a device_map
+    return device, _dtype_of(dtype) or default_dtype(device)
+
+def _load_base(model:str, method:str, seq_len:int, dtype, device:str, seed:int)->tuple: # (base model, tokenizer)
+    "The base model, loaded for `method`, refusing a `seq_len` longer than it reads."
+    seed_everything(seed)
+    base, tok = load_for_method(model, method, dtype=dtype, device=device)
+    if (npos := getattr(base.config, 'max_position_embeddings', None)) and seq_len > npos:
+        raise TunebookError(f"--seq-len {seq_len} is longer than {model} can read ({npos} positions): use --seq-len {npos} or less.")
+    return base, tok
+
+# %% ../nbs/23_train.ipynb #da42505f
+def _note(notes:list, text:str, verbose:bool):
+    notes.append(text)
+    if verbose: print('note: ' + text)
+
+def _batch_notes(train_ds, val_ds, batch_size:int, early_stopping, packing:bool, verbose:bool)->tuple: # (notes, batch size used)
+    "Say, and record, where the run differs from what was asked: no validation for early stopping, a batch larger than the data."
+    notes, used_bs = [], min(batch_size, len(train_ds))
+    if val_ds is None and early_stopping: # never accept an option and ignore it
+        _note(notes, f"--early-stopping {early_stopping} needs a validation split, and this data has none: it does not apply to this run", verbose)
+    if batch_size > len(train_ds):
+        _note(notes, f"--batch-size {batch_size} is larger than the {len(train_ds)} training {'packed rows' if packing else 'rows'}: "
+                     f"each batch holds {used_bs}", verbose)
+    return notes, used_bs
+
+def _short_run_note(notes:list, plan:dict, n_rows:int, used_bs:int, grad_accum:int, max_steps, verbose:bool):
+    "A note when the run has too few optimizer steps to learn much, with a setting that gives it enough."
+    if plan['total'] >= SHORT_RUN: return
+    k = math.ceil(2*SHORT_RUN/plan['steps_per_epoch'])
+    _note(notes, f"only {plan['total']} optimizer step{'s'[:plan['total'] != 1]} ({n_rows} training rows, batch {used_bs}"
+                 f"{f' x {grad_accum} accumulation' if grad_accum > 1 else ''}): too few to learn much; " +
+                 (f"try --max-steps {2*SHORT_RUN} or more" if max_steps else f"try --epochs {k} (about {k*plan['steps_per_epoch']} steps)") +
+                 " or a smaller --batch-size", verbose)
+
+# %% ../nbs/23_train.ipynb #f70936c9
+def _attach_callbacks(trainer, run:RunDir, config:dict, early_stopping, live_plot, verbose:bool, callbacks)->dict: # `add_run_callbacks`' dict
+    "The run's callbacks, a live plot in notebooks, the caller's own callbacks; the config the checkpoints record."
+    live = LivePlot() if is_main() and (live_plot if live_plot is not None else _in_notebook()) else None
+    cbs = add_run_callbacks(trainer, run.metrics, patience=early_stopping, live=live, progress=verbose)
     trainer.remove_callback(PrinterCallback) # the bar shows the figures; metrics.jsonl keeps them all
     for c in callbacks or []: trainer.add_callback(c)
-    cb.st['config'] = config
+    trainer.tb_state['config'] = config
+    return cbs
+
+def _resume_point(trainer, run:RunDir, resume:bool, finished:dict|None, plan:dict, verbose:bool)->Path|None: # the checkpoint, or None
+    "The newest complete checkpoint to continue from (with its counters restored), or a fresh metrics log."
     ck = latest_checkpoint(run.checkpoints, verbose=verbose) if resume else None
     if finished is not None:
         if ck is None: raise TunebookError(f"{run.root} is finished but holds no complete checkpoint to continue from: "
@@ -531,19 +613,19 @@ def train(
         print(f"continuing the finished run from {ck.name} (step {_step_of(ck)}) to step {plan['total']}: "
               f"the learning-rate schedule is re-planned for {plan['total']} steps")
     elif resume and verbose: print(f"resuming from {ck}" if ck else "no complete checkpoint to resume from: starting from step 0")
-    for stale in run.checkpoints.glob('.staging-*'): shutil.rmtree(stale, ignore_errors=True) # saves cut short by a crash
-    if ck: cb.resume_from(ck)
-    else: run.root.mkdir(parents=True, exist_ok=True); run.metrics.unlink(missing_ok=True)
-    write_run_config(run.root, config | dict(report_to=report_to), data_dir, device=device, dtype=dtype) # config.yaml: the resolved run
-    t0 = time.time()
-    res = trainer.train(resume_from_checkpoint=str(ck) if ck else None)
-    if val_ds is not None and cb.st.get('last_eval_step') != trainer.state.global_step:
+    remove_staging(run.checkpoints) # saves cut short by a crash (main process; every rank waits)
+    if ck: resume_counters(trainer, ck, run.metrics)
+    elif is_main(): run.root.mkdir(parents=True, exist_ok=True); run.metrics.unlink(missing_ok=True)
+    return ck
+
+def _fit(trainer, cbs:dict, ck:Path|None, has_val:bool, early_stopping, verbose:bool):
+    "Train (from `ck` when resuming), score the last step on the validation split, and put the best weights back for early stopping."
+    trainer.train(resume_from_checkpoint=str(ck) if ck else None)
+    if has_val and trainer.tb_state.get('last_eval_step') != trainer.state.global_step:
         trainer.evaluate() # a final validation loss at the last step
-    if early_stopping and (b := cb.restore_best()) is not None and verbose:
+    if early_stopping and (b := cbs['best'].restore_best()) is not None and verbose:
         print(f"early stopping: the saved adapter holds the best weights, from step {b}")
-    return _finish(trainer, cb, run, tok, model=model, method=method, task=task, config=config, device=device, dtype=dtype,
-                   data_dir=data_dir, report=report, tok_stats=tok_stats, runtime=time.time()-t0, verbose=verbose,
-                   notes=notes, batch_size_used=used_bs, base=base)
+    trainer.real_tokens = int(all_sum(trainer.real_tokens)[0]) # every rank's tokens
 
 # %% ../nbs/23_train.ipynb #b7c1a006
 def _check_finished(run:RunDir, summary:dict, target:int, max_steps, epochs):
@@ -605,12 +687,9 @@ def learned_nothing(
     if (z := sum(lr == 0 for lr in lrs)): out.append(f'{z} of {len(lrs)} optimizer steps applied a learning rate of 0')
     return out
 
-def _finish(trainer, cb, run:RunDir, tok, model, method, task, config, device, dtype, data_dir, report, tok_stats,
-            runtime, verbose, notes=(), batch_size_used=None, base=None)->dict:
-    "Save the final adapter (or model), the loss plot and `summary.json`; say loudly when the run learned nothing."
-    net = trainer.model
+def _save_weights(net, run:RunDir, tok, model:str, base, full:bool)->dict: # the base reference written beside the adapter
+    "The final adapter (or full model) and tokenizer, written atomically; the adapter names its base portably."
     if bad := _nonfinite_params(net): raise TunebookError(f"The final weights hold NaN/inf ({bad[0]}); nothing was saved.")
-    full = method == 'full'
     ref = base_reference(model, base.config if base is not None else None)
     with atomic_dir(run.model if full else run.adapter, overwrite=True) as tmp:
         if not full:
@@ -620,47 +699,65 @@ def _finish(trainer, cb, run:RunDir, tok, model, method, task, config, device, d
             net.save_pretrained(tmp)
         tok.save_pretrained(tmp)
         if not full: write_json(tmp/'tunebook_base.json', ref) # resolves from any folder; the fingerprint catches a different base
-    recs = read_metrics(run.metrics)
+    return ref
+
+def _run_summary(trainer, cbs:dict, run:RunDir, ref:dict, recs:list, method, task, config, device, dtype, data_dir, report, tok_stats,
+                 runtime, notes, batch_size_used)->dict:
+    "summary.json: the settings, the losses, speed and memory, what was dropped, and whether the run learned anything."
     train_losses = [r['loss'] for r in recs if 'loss' in r]
     val_losses = [r['eval_loss'] for r in recs if 'eval_loss' in r]
-    plot_losses(recs, run.loss_plot)
-    import matplotlib.pyplot as plt; plt.close('all')
-    t, lrs = cb.st['train_time'], cb.st.get('lr_per_step', [])
+    st, net, full = trainer.tb_state, trainer.model, method == 'full'
+    t, lrs = st['train_time'], st.get('lr_per_step', [])
     summary = dict(
         base_model=ref['name'], base_reference=ref, task=task, method=method, config=config, steps=trainer.state.global_step,
-        planned_steps=cb.st.get('planned_steps'), warmup_steps=cb.st.get('warmup_steps'), batch_size_used=batch_size_used,
+        planned_steps=st.get('planned_steps'), warmup_steps=st.get('warmup_steps'), batch_size_used=batch_size_used,
         lr_per_step=[float(f"{x:.6g}") for x in lrs],
         train_loss=train_losses[-1] if train_losses else None, val_loss=val_losses[-1] if val_losses else None,
-        first_val_loss=val_losses[0] if val_losses else None, best_val_loss=cb.st['best_val'], best_step=cb.st['best_step'],
-        train_losses=train_losses, max_param_change=cb.param_change(),
+        first_val_loss=val_losses[0] if val_losses else None, best_val_loss=st['best_val'], best_step=st['best_step'],
+        train_losses=train_losses, max_param_change=cbs['weights'].param_change(),
         real_tokens=trainer.real_tokens, tokens_per_s=round(trainer.real_tokens/max(t, 1e-9), 1), train_time_s=round(t, 2),
-        tokens_per_cpu_s=round(trainer.real_tokens/max(cb.st.get('train_cpu', 0), 1e-9), 1),
+        tokens_per_cpu_s=round(trainer.real_tokens/max(st.get('train_cpu', 0), 1e-9), 1),
         peak_memory_mb=peak_memory_mb(device), runtime_s=round(runtime, 2), device=str(device),
         dtype=str(dtype).replace('torch.', ''), trainable_params=sum(p.numel() for p in net.parameters() if p.requires_grad),
         tokens=tok_stats, dropped=_dropped(tok_stats), data_dir=str(Path(data_dir).resolve()),
         data_report={k: v for k, v in report.items() if k in ('task', 'counts', 'drops', 'split_hashes', 'hashes', 'splits', 'seed')},
         artifact=str((run.model if full else run.adapter).name), notes=list(notes),
-        restored_best_step=cb.st['best_step'] if cb.best is not None and config.get('early_stopping') else None)
-    summary['learned_nothing'] = learned_nothing(summary)
-    write_json(run.summary, summary)
+        restored_best_step=st['best_step'] if cbs['best'].best is not None and config.get('early_stopping') else None)
+    return summary | dict(learned_nothing=learned_nothing(summary))
+
+def _say_done(summary:dict, run:RunDir, seq_len, verbose:bool):
+    "One line on what the run did; a loud warning when it learned nothing."
     if verbose:
         d = summary['dropped'].get('train', {})
         drop = (f", dropped {d['total']} of {d['of']} training rows ({d['no_answer_left_after_seq_len']} with no answer left after "
-                f"cutting to seq_len {config.get('seq_len')}, {d['longer_than_seq_len']} longer than seq_len)" if d.get('total') else '')
+                f"cutting to seq_len {seq_len}, {d['longer_than_seq_len']} longer than seq_len)" if d.get('total') else '')
         short = f" (only {summary['steps']}: too few to learn much, see the note above)" if summary['steps'] < SHORT_RUN else ''
         print(f"done: {summary['steps']} step{'s'[:summary['steps'] != 1]}{short}, train loss {_num(summary['train_loss'])}, validation loss {_num(summary['val_loss'])}"
               f"{drop}, {summary['tokens_per_s']} real tokens/s, peak memory {_num(summary['peak_memory_mb'])} MB -> {run.root}")
     if summary['learned_nothing']:
         print(f"WARNING: this run learned nothing: {'; '.join(summary['learned_nothing'])}. Check --lr, the number of steps "
               f"and the data (summary.json: learned_nothing).", file=sys.stderr if not verbose else sys.stdout)
+
+def _finish(trainer, cbs:dict, run:RunDir, tok, model, method, task, config, device, dtype, data_dir, report, tok_stats,
+            runtime, verbose, notes=(), batch_size_used=None, base=None)->dict:
+    "Save the final adapter (or model), the loss plot and `summary.json`; say loudly when the run learned nothing."
+    ref = _save_weights(trainer.model, run, tok, model, base, full=method == 'full')
+    recs = read_metrics(run.metrics)
+    import matplotlib.pyplot as plt; plt.close(plot_losses(recs, run.loss_plot))
+    summary = _run_summary(trainer, cbs, run, ref, recs, method, task, config, device, dtype, data_dir, report, tok_stats,
+                           runtime, notes, batch_size_used)
+    write_json(run.summary, summary)
+    _say_done(summary, run, config.get('seq_len'), verbose)
     return summary
 
 def _num(v)->str: return 'n/a' if v is None else f"{v:.4g}" if isinstance(v, float) else str(v)
 
 # %% ../nbs/23_train.ipynb #1a086eaa
+DATA_DIR_ARG = Param("prepared data folder (from `tunebook prep`); may come from --config", str, opt=False, nargs='?') # positional, optional
+
 @call_parse
 def train_cli(
-    data_dir:Param("prepared data folder (from `tunebook prep`); may come from --config", str, opt=False, nargs='?')=None,
+    data_dir:DATA_DIR_ARG=None,
     out:str=None,                 # run folder to write
     model:str=DEFAULT_MODEL,      # base model: alias, Hub id or local folder
     method:str='lora',            # lora, dora, rslora, qlora, full, prefix, prompt or ia3
@@ -685,17 +782,32 @@ def train_cli(
     task:str='auto',              # chat, text, classification, or auto (from the prep report)
     config:str=None,              # YAML run config (e.g. a run's config.yaml); flags given explicitly override it
     report_to:str='tensorboard',  # trackers, comma-separated: none, tensorboard, mlflow, wandb, trackio
+    dropout:float=0.05,           # LoRA dropout (0: none; runs on different process counts then match exactly)
+    nproc:int=None,               # processes: re-launch through torchrun (GPUs, or CPU workers with gloo); see tunebook.distributed
 ):
     "Fine-tune a model on prepared data and write a run folder."
-    if config: return train(**train_kwargs_from_cli(config, train_cli, locals()), live_plot=False)
-    if not data_dir: raise TunebookError("DATA_DIR is required: a folder written by `tunebook prep` (or give --config FILE that names it).")
-    if not out: raise TunebookError("--out RUN_DIR is required: the folder where the adapter, checkpoints and metrics go.")
-    tg = targets if targets in ('auto', 'attention', 'all-linear') else [t.strip() for t in targets.split(',') if t.strip()]
+    if nproc and nproc > 1: # `tunebook train ... --nproc 2` == `torchrun --nproc_per_node 2 -m tunebook.cli train ...`
+        if (rc := relaunch(nproc, strip_option(sys.argv[sys.argv.index('train'):], '--nproc'))): sys.exit(rc)
+        return
+    v = dict(locals()); v.pop('nproc'); dropout = v.pop('dropout')
+    kw = cli_train_kwargs(v)
+    if dropout != 0.05: # never accept an option and ignore it
+        if kw.get('method', 'lora') not in ('lora', 'dora', 'rslora', 'qlora'): raise TunebookError(f"--dropout sets the LoRA adapter's dropout; method '{kw['method']}' has none.")
+        kw['dropout'] = dropout
+    return train(**kw, live_plot=False)
+
+def cli_train_kwargs(
+    values:dict, # the arguments of a `tunebook train` command line (`train_cli`'s parameters)
+)->dict:         # keyword arguments for `train` (the classification stage takes the same)
+    "`train()`'s settings from a command line: with --config the file's values (flags given win), else the flags, checked."
+    v = dict(values)
+    if v.get('config'): return train_kwargs_from_cli(v['config'], train_cli, v)
+    if not v.get('data_dir'): raise TunebookError("DATA_DIR is required: a folder written by `tunebook prep` (or give --config FILE that names it).")
+    if not v.get('out'): raise TunebookError("--out RUN_DIR is required: the folder where the adapter, checkpoints and metrics go.")
+    r, targets, method = v.pop('r'), v.pop('targets'), v['method']
     lora = method in ('lora', 'dora', 'rslora', 'qlora')
     if not lora and (r != 16 or targets != 'auto'): # never accept an option and ignore it
         raise TunebookError(f"--r and --targets set the LoRA adapter; method '{method}' has none. Drop them, or use --method lora.")
-    kw = dict(r=r, targets=tg) if lora else {}
-    train(data_dir, out, model=model, method=method, task=task, max_steps=max_steps, epochs=epochs, batch_size=batch_size,
-          grad_accum=grad_accum, seq_len=seq_len, lr=lr, packing=packing, eval_every=eval_every,
-          early_stopping=early_stopping, save_every=save_every, keep_last=keep_last, resume=resume, overwrite=overwrite,
-          seed=seed, grad_ckpt=grad_ckpt, dtype=dtype, live_plot=False, report_to=report_to, **kw)
+    tg = targets if targets in ('auto', 'attention', 'all-linear') else [t.strip() for t in targets.split(',') if t.strip()]
+    v.pop('config', None)
+    return v | (dict(r=r, targets=tg) if lora else {})
