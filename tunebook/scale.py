@@ -64,7 +64,8 @@ def accelerate_config(
 )->str:             # the YAML text
     "The shipped Accelerate config for a strategy."
     if name not in ACCELERATE_CONFIGS: raise TunebookError(f"Unknown Accelerate config {name!r}: choose one of {', '.join(ACCELERATE_CONFIGS)}.")
-    return (Path(__file__).parent/'accelerate'/f'{name}.yaml').read_text()
+    from importlib.resources import files
+    return (files('tunebook')/'accelerate'/f'{name}.yaml').read_text() # package data: there after `pip install`
 
 @call_parse
 def accelerate_config_cli(
