@@ -148,10 +148,11 @@ _DTYPE_NAMES = {'torch.float32': 'fp32', 'torch.float16': 'fp16', 'torch.bfloat1
                 'float16': 'fp16', 'bfloat16': 'bf16'}
 
 def resolve_config(
-    options:dict,             # the options a run was given (`train`'s arguments); missing ones take their defaults
-    data_dir:str|Path|None=None, # data folder to hash (default: `options['data_dir']`)
-    device=None, dtype=None,  # the device and dtype actually used
-)->dict:                      # every option explicit, plus `versions` and `data_hash`
+    options:dict,                 # the options a run was given (`train`'s arguments); missing ones take their defaults
+    data_dir:str|Path|None=None,  # data folder to hash (default: `options['data_dir']`)
+    device=None,                  # the device actually used
+    dtype=None,                   # the dtype actually used
+)->dict:                          # every option explicit, plus `versions` and `data_hash`
     "The fully resolved config of a run."
     d = {k: v for k, v in options.items() if k in TrainConfig.model_fields}
     d = {k: (str(v) if isinstance(v, Path) else v) for k, v in d.items()}
@@ -163,17 +164,21 @@ def resolve_config(
     cfg['data_hash'] = data_hash(data_dir) if data_dir and Path(data_dir).is_dir() else None
     return cfg
 
-def config_yaml(cfg:dict)->str: # YAML text: keys in the schema's order, a header on how to reuse it
+def config_yaml(
+    cfg:dict,  # a resolved config (`resolve_config`)
+)->str:        # YAML text: keys in the schema's order, a header on how to reuse it
     "A resolved config as a YAML document."
     head = ("# tunebook run config: every option of this run, defaults included.\n"
             "# Reproduce it:  tunebook train --config config.yaml --out NEW_RUN   (flags given on the command line override it)\n")
     return head + yaml.safe_dump(cfg, sort_keys=False, default_flow_style=None, allow_unicode=True)
 
 def write_run_config(
-    run_dir:str|Path,         # the run folder
-    options:dict,             # the run's options
-    data_dir=None, device=None, dtype=None, # as in `resolve_config`
-)->Path:                      # the written `config.yaml`
+    run_dir:str|Path,  # the run folder
+    options:dict,      # the run's options
+    data_dir=None,     # data folder to hash, as in `resolve_config`
+    device=None,       # the device actually used
+    dtype=None,        # the dtype actually used
+)->Path:               # the written `config.yaml`
     "Write the run's fully resolved `config.yaml` (atomically)."
     p = Path(run_dir)/'config.yaml'
     p.parent.mkdir(parents=True, exist_ok=True)
@@ -190,7 +195,9 @@ def given_flags(
     return {k: values[k] for k, p in sig.parameters.items()
             if k in values and p.default is not inspect.Parameter.empty and values[k] != p.default}
 
-def parse_targets(t)->str|list: # 'auto'/'attention'/'all-linear', or a list of layer names
+def parse_targets(
+    t,  # `target_modules` as given: a name, or a comma-separated list, or a list
+)->str|list: # 'auto'/'attention'/'all-linear', or a list of layer names
     "LoRA targets from a command-line string (`q_proj,v_proj`) or a list."
     if isinstance(t, (list, tuple)) or t in ('auto', 'attention', 'all-linear'): return t
     return [x.strip() for x in str(t).split(',') if x.strip()]
@@ -216,7 +223,10 @@ def train_kwargs_from_cli(
     for k in PROVENANCE: cfg.pop(k)
     return cfg | {k: over[k] for k in ('resume', 'overwrite') if k in over}
 
-def check_data_hash(cfg:dict, verbose:bool=True)->bool: # True when the hash matches or none was recorded
+def check_data_hash(
+    cfg:dict,           # a run's resolved config
+    verbose:bool=True,  # print what differs
+)->bool:                # True when the hash matches or none was recorded
     "Warn when the data folder differs from the one the config was written for."
     if not cfg.get('data_hash') or not Path(cfg['data_dir']).is_dir(): return True
     same = data_hash(cfg['data_dir']) == cfg['data_hash']

@@ -4,12 +4,11 @@
 
 # %% ../nbs/10_data.ipynb #f0338d22
 from __future__ import annotations
-import os, io, csv, json, re, codecs, unicodedata
+import io, csv, json, re, codecs, unicodedata
 from dataclasses import dataclass, field
 from collections import Counter, defaultdict
 from pathlib import Path
-import datasets
-from datasets import Dataset, Features, Value, ClassLabel, Sequence
+from datasets import Dataset, Features, Value, ClassLabel
 from .core import TunebookError
 
 # %% auto #0
@@ -217,7 +216,9 @@ def parse_columns(
     if bad: raise TunebookError(f"columns: {bad[0]!r} is not FIELD=COLUMN (e.g. --columns prompt=question,completion=answer)")
     return dict(c.split('=') for c in items if c)
 
-def describe_mapping(mapping:dict)->str: # e.g. 'prompt=question, completion=answer'
+def describe_mapping(
+    mapping:dict,  # tunebook field -> your column (a name, or a list of names)
+)->str:            # e.g. 'prompt=question, completion=answer'
     "The column mapping as text for the prep summary."
     return ', '.join(f"{f}={'+'.join(map(str, c)) if isinstance(c, list) else c}" for f, c in mapping.items() if f != c)
 
@@ -388,7 +389,9 @@ class ReadResult:
 _BINARY = {b'\x89PNG': 'a PNG image', b'\xff\xd8\xff': 'a JPEG image', b'GIF8': 'a GIF image', b'%PDF': 'a PDF document',
            b'PK\x03\x04': 'a ZIP archive (or .docx/.xlsx)', b'\x1f\x8b': 'a gzip archive', b'Bud1': 'a macOS .DS_Store file'}
 
-def binary_kind(data:bytes)->str|None: # what the bytes are ('a PNG image'), or None for text
+def binary_kind(
+    data:bytes,  # the first bytes of a file
+)->str|None:     # what the bytes are ('a PNG image'), or None for text
     "Recognise binary content (known file signatures, or NUL bytes) before trying to decode it as text."
     for sig, what in _BINARY.items():
         if data.startswith(sig) or data[4:].startswith(sig) and sig == b'Bud1': return what
@@ -413,48 +416,65 @@ def _files(inputs, fmt):
     return out
 
 # %% ../nbs/10_data.ipynb #f943ce9d
-def _read_file(path, kind, fmt, cols, encoding):
-    "Rows (line, obj|Problem, raw) of one file, the format they are in and the detected column mapping."
-    f, header = str(path), None
-    if kind != 'parquet':
-        head = Path(path).read_bytes()[:8192]
-        if (what := binary_kind(head)): return [(1, Problem(f, 1, 'binary_file', f"the file is {what}, not text; remove it from the inputs"), None)], fmt, {}
-    if kind == 'doc':
-        ls = decode_lines(path, encoding)
-        bad = [t for _, t in ls if isinstance(t, Problem)]
-        if bad: return [(bad[0].line, bad[0], None)], 'docs', {}
-        text = '\n'.join(t for _, t in ls)
-        if not text.strip(): return [(1, Problem(f, 1, 'empty_file', 'the file is empty' if not text else 'the file holds only whitespace'), None)], 'docs', {}
-        return [(1, {'text': text}, None)], 'docs', {}
-    if kind == 'txt': rows = [(n, t if isinstance(t, Problem) else {'text': t}, t if isinstance(t, str) else t.raw)
-                              for n, t in decode_lines(path, encoding) if not isinstance(t, str) or t.strip()]
-    elif kind == 'json': rows = _json_rows(path, encoding)
-    elif kind == 'csv': rows, header = _csv_rows(path, encoding)
-    else: rows, header = _parquet_rows(path)
-    if not rows and header is None and not Path(path).read_bytes().strip(): return [(1, Problem(f, 1, 'empty_file', 'the file is empty'), None)], fmt, {}
-    if not rows: return [(1, Problem(f, 1, 'empty_file', f"the file has a header ({', '.join(header or [])}) but no rows"), None)], fmt, {}
-    if kind == 'txt' and fmt in (None, 'auto'): fmt = 'text'
-    keys = header if header is not None else next((list(o) for _, o, _ in rows if isinstance(o, dict)), None)
-    if keys is None and fmt in (None, 'auto'): return rows, 'unknown', {}  # no row parsed: its problems say why
+def _one_problem(f:str, category:str, detail:str, fmt)->tuple:
+    "The answer of `_read_file` for a file that fails as a whole: one problem at line 1."
+    return [(1, Problem(f, 1, category, detail), None)], fmt, {}
+
+def _read_doc(path, encoding)->tuple:
+    "A whole document file as one `text` row (or the first problem decoding it)."
+    ls = decode_lines(path, encoding)
+    bad = [t for _, t in ls if isinstance(t, Problem)]
+    if bad: return [(bad[0].line, bad[0], None)], 'docs', {}
+    text = '\n'.join(t for _, t in ls)
+    if not text.strip(): return _one_problem(str(path), 'empty_file', 'the file is empty' if not text else 'the file holds only whitespace', 'docs')
+    return [(1, {'text': text}, None)], 'docs', {}
+
+def _file_rows(path, kind, encoding)->tuple:
+    "(rows, header) of a text, JSON Lines, CSV or Parquet file; `header` is None except for tables."
+    if kind == 'txt': return [(n, t if isinstance(t, Problem) else {'text': t}, t if isinstance(t, str) else t.raw)
+                              for n, t in decode_lines(path, encoding) if not isinstance(t, str) or t.strip()], None
+    if kind == 'json': return _json_rows(path, encoding), None
+    return _csv_rows(path, encoding) if kind == 'csv' else _parquet_rows(path)
+
+def _column_mapping(f:str, keys, header, fmt, cols:dict)->tuple:
+    "(format, mapping) told from the keys or header and the user's `cols`; (Problem, None) when the format cannot be told."
     mapping = {}
     if fmt in (None, 'auto', 'csv'):
         fmt, mapping = detect_columns([k for k in keys if k not in cols.values()] + list(cols))
         if fmt is None:
-            p = Problem(f, 1, 'unknown_format' if header is None else 'missing_columns', f"cannot tell the format from the "
-                        f"{'header' if header is not None else 'keys'} ({', '.join(map(str, keys)) or 'none'}); "
-                        f"pass --format ... or map your columns, e.g. --columns prompt=question,completion=answer")
-            return [(1, p, None)], 'unknown', {}
+            return Problem(f, 1, 'unknown_format' if header is None else 'missing_columns', f"cannot tell the format from the "
+                           f"{'header' if header is not None else 'keys'} ({', '.join(map(str, keys)) or 'none'}); "
+                           f"pass --format ... or map your columns, e.g. --columns prompt=question,completion=answer"), None
     elif keys is not None:  # a format was given: use the known column names for it where the plain ones are absent
         fmt2, m2 = detect_columns(list(keys))
         if fmt2 == fmt: mapping = m2
     mapping = {k: v for k, v in mapping.items() if k not in cols}
     mapping.update(cols)
-    if header is not None:  # a table: check the header once rather than every row
-        need = {'openai': ['messages'], 'sharegpt': ['conversations'], 'alpaca': ['instruction', 'output'], 'prompt-completion': ['prompt', 'completion'],
-                'text': ['text'], 'docs': ['text'], 'classification': ['text', 'label']}[fmt]
-        miss = [c for k in need for c in (mapping.get(k, k) if isinstance(mapping.get(k, k), list) else [mapping.get(k, k)]) if c not in header]
-        if miss: return [(1, Problem(f, 1, 'missing_columns', f"format {fmt!r} needs column(s) {', '.join(miss)}; the header has "
-                                      f"{', '.join(header)}. Map yours with --columns, e.g. --columns {need[0]}=YOUR_COLUMN"), None)], fmt, {}
+    return fmt, mapping
+
+def _header_problem(f:str, header:list, fmt:str, mapping:dict)->Problem|None:
+    "A table's header checked once, rather than every row: the columns `fmt` needs and the header lacks."
+    need = {'openai': ['messages'], 'sharegpt': ['conversations'], 'alpaca': ['instruction', 'output'], 'prompt-completion': ['prompt', 'completion'],
+            'text': ['text'], 'docs': ['text'], 'classification': ['text', 'label']}[fmt]
+    miss = [c for k in need for c in (mapping.get(k, k) if isinstance(mapping.get(k, k), list) else [mapping.get(k, k)]) if c not in header]
+    if miss: return Problem(f, 1, 'missing_columns', f"format {fmt!r} needs column(s) {', '.join(miss)}; the header has "
+                            f"{', '.join(header)}. Map yours with --columns, e.g. --columns {need[0]}=YOUR_COLUMN")
+
+def _read_file(path, kind, fmt, cols, encoding):
+    "Rows (line, obj|Problem, raw) of one file, the format they are in and the detected column mapping."
+    f = str(path)
+    if kind != 'parquet' and (what := binary_kind(Path(path).read_bytes()[:8192])):
+        return _one_problem(f, 'binary_file', f"the file is {what}, not text; remove it from the inputs", fmt)
+    if kind == 'doc': return _read_doc(path, encoding)
+    rows, header = _file_rows(path, kind, encoding)
+    if not rows and header is None and not Path(path).read_bytes().strip(): return _one_problem(f, 'empty_file', 'the file is empty', fmt)
+    if not rows: return _one_problem(f, 'empty_file', f"the file has a header ({', '.join(header or [])}) but no rows", fmt)
+    if kind == 'txt' and fmt in (None, 'auto'): fmt = 'text'
+    keys = header if header is not None else next((list(o) for _, o, _ in rows if isinstance(o, dict)), None)
+    if keys is None and fmt in (None, 'auto'): return rows, 'unknown', {}  # no row parsed: its problems say why
+    fmt, mapping = _column_mapping(f, keys, header, fmt, cols)
+    if mapping is None: return [(1, fmt, None)], 'unknown', {}
+    if header is not None and (p := _header_problem(f, header, fmt, mapping)): return [(1, p, None)], fmt, {}
     return rows, fmt, mapping
 
 _USED = {'openai': {'messages'}, 'sharegpt': {'conversations'}, 'alpaca': {'instruction', 'input', 'output', 'system'},
@@ -476,7 +496,7 @@ def read_inputs(
     format:str='auto',     # 'auto', 'csv' or a key of `FORMATS`
     columns=None,          # map tunebook fields to your column names: 'prompt=question,completion=answer' or a dict
     encoding:str='utf-8',  # text encoding of the files
-)->ReadResult:
+)->ReadResult:             # the rows as one schema, the problems found, the formats and column mappings used
     "Read, validate and normalise every row of `inputs`; bad rows become `Problem`s, not exceptions."
     if format not in ('auto', 'csv', *FORMATS): raise TunebookError(f"unknown format {format!r}; choose one of: auto, {', '.join(FORMATS)}, csv")
     try: codecs.lookup(encoding)
@@ -509,13 +529,17 @@ def read_inputs(
 # %% ../nbs/10_data.ipynb #a7a11643
 MESSAGE = {'role': Value('string'), 'content': Value('string'), 'weight': Value('int64')}
 
-def label_names(labels:list)->list: # the distinct labels, as names for a `ClassLabel`
+def label_names(
+    labels:list,  # the label of every row
+)->list:          # the distinct labels, as names for a `ClassLabel`
     "Names for a `ClassLabel`: the distinct labels as text, in numeric order when they are all numbers (1-5 stars: '1'..'5'), else sorted."
     names = {label_text(l) for l in labels}
     try: return sorted(names, key=float)
     except ValueError: return sorted(names)
 
-def case_variants(labels:list)->list: # groups of label names that differ only by case, e.g. [['Positive', 'positive']]
+def case_variants(
+    labels:list,  # the distinct label names
+)->list:          # groups of label names that differ only by case, e.g. [['Positive', 'positive']]
     "Labels that are equal but for case: usually a mistake in the data, reported by `prep` (they stay separate classes)."
     by = defaultdict(set)
     for l in labels: by[str(l).casefold()].add(str(l))

@@ -33,11 +33,15 @@ _NON_ALNUM, _VALID = re.compile(r'[^a-z0-9]+'), re.compile(r'^[a-z0-9]+$')
 _UNSEGMENTED = re.compile('[\u2e80-\u2fdf\u3040-\u30ff\u3100-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f'
                           '\u0e00-\u0e7f\u0e80-\u0eff\u1000-\u109f\u1780-\u17ff\U00020000-\U0002fa1f]')
 
-def unsegmented(ch:str)->bool: # True for a character of a script written without spaces between words
+def unsegmented(
+    ch:str,  # one character
+)->bool:     # True for a character of a script written without spaces between words
     "Chinese, Japanese kana, Thai, Lao, Myanmar, Khmer: scripts whose words are not separated by spaces."
     return bool(_UNSEGMENTED.match(ch))
 
-def script_words(text:str)->list: # words of letters, digits and combining marks; one token per unsegmented-script character
+def script_words(
+    text:str,  # a text in any script
+)->list:       # words of letters, digits and combining marks; one token per unsegmented-script character
     "Split `text` into words in any script: a run of letters/digits/marks is a word, a Chinese or Thai character is a word of its own."
     toks, cur = [], []
     for ch in text:
@@ -68,14 +72,18 @@ def _fmeasure(overlap, n_pred, n_ref):
 def _ngrams(toks, n): return collections.Counter(tuple(toks[i:i+n]) for i in range(len(toks) - n + 1))
 
 def rouge_n(
-    ref:list, pred:list, # reference and generated tokens
-    n:int=1,             # n-gram size
-)->float:                # F-measure, 0-1
+    ref:list,   # reference tokens
+    pred:list,  # generated tokens
+    n:int=1,    # n-gram size
+)->float:       # F-measure, 0-1
     "ROUGE-N F-measure between two token lists (n-gram counts are clipped)."
     r, p = _ngrams(ref, n), _ngrams(pred, n)
     return _fmeasure(sum((r & p).values()), sum(p.values()), sum(r.values()))
 
-def lcs_len(a:list, b:list)->int: # length of the longest common subsequence
+def lcs_len(
+    a:list,  # one token list
+    b:list,  # the other
+)->int:      # length of the longest common subsequence
     "Longest common subsequence of two token lists, by dynamic programming in O(len(a) x len(b))."
     prev = [0]*(len(b) + 1)
     for x in a:
@@ -84,7 +92,10 @@ def lcs_len(a:list, b:list)->int: # length of the longest common subsequence
         prev = cur
     return prev[-1]
 
-def rouge_l(ref:list, pred:list)->float: # F-measure, 0-1
+def rouge_l(
+    ref:list,   # reference tokens
+    pred:list,  # generated tokens
+)->float:       # F-measure, 0-1
     "ROUGE-L F-measure between two token lists."
     return _fmeasure(lcs_len(ref, pred), len(pred), len(ref)) if ref and pred else 0.0
 
@@ -124,7 +135,9 @@ def bleu_from_stats(
     return BLEU.compute_bleu(correct=s[2:6], total=s[6:10], sys_len=s[0], ref_len=s[1], smooth_method=smooth_method,
                              effective_order=effective_order).score
 
-def bleu_tokenizer(texts:list)->str: # sacrebleu tokenizer name
+def bleu_tokenizer(
+    texts:list,  # the texts to score
+)->str:          # sacrebleu tokenizer name
     "'zh' (one token per Chinese/Japanese character) when any text holds an unsegmented script, else sacrebleu's standard '13a'."
     return 'zh' if any(unsegmented(ch) for t in texts for ch in t) else '13a'
 
@@ -176,7 +189,9 @@ def normalize_answer(
     s = ' '.join(t for t in toks if t)
     return ' '.join((_ARTICLES.sub(' ', s) if articles else s).split())
 
-def answer_tokens(s:str)->list: # the words token F1 compares
+def answer_tokens(
+    s:str,  # an answer
+)->list:    # the words token F1 compares
     "Words of a normalised answer; a Chinese, Japanese or Thai character counts as a word (those scripts have no spaces)."
     out = []
     for w in normalize_answer(s).split():
@@ -185,8 +200,9 @@ def answer_tokens(s:str)->list: # the words token F1 compares
     return out
 
 def token_f1(
-    pred:str, ref:str, # generated and reference answer
-)->float:              # F1 of the normalised word bags, 0-1 (1 when both are empty)
+    pred:str,  # generated answer
+    ref:str,   # reference answer
+)->float:      # F1 of the normalised word bags, 0-1 (1 when both are empty)
     "SQuAD's token-level F1 between two answers."
     p, r = answer_tokens(pred), answer_tokens(ref)
     if not p or not r: return float(p == r)
@@ -221,9 +237,10 @@ class TokenF1(evaluate.Metric):
 
 # %% ../nbs/30_metrics.ipynb #cbdf6aad
 def per_class_prf(
-    predictions:list, references:list, # predicted and gold labels
-    labels:list|None=None,             # the classes, in order; the sorted gold labels if None
-)->dict:                               # label -> precision, recall, f1, support
+    predictions:list,       # predicted labels
+    references:list,        # gold labels
+    labels:list|None=None,  # the classes, in order; the sorted gold labels if None
+)->dict:                    # label -> precision, recall, f1, support
     "Precision, recall, F1 and support of every class."
     labels = sorted(set(references)) if labels is None else list(labels)
     out = {}
