@@ -22,7 +22,7 @@ COMMANDS = { # command -> (module, function, one-line help); each function is a 
     'serve':      ('tunebook.serve',      'serve_cli',      'serve a model with an OpenAI-compatible API (batched, streaming)'),
     'sweep':      ('tunebook.experiments', 'sweep_cli',   'a hyperparameter sweep (grid or Optuna): a table and a plot of the trials'),
     'compare':    ('tunebook.experiments', 'compare_cli', 'A/B: two runs on the same test split, with confidence intervals'),
-    'accelerate-config': ('tunebook.scale', 'accelerate_config_cli', 'print a ready Accelerate config: DDP, FSDP2, DeepSpeed ZeRO-2/3 or CPU'),
+    'accelerate-config': ('tunebook.scale', 'accelerate_config_cli', 'print a ready Accelerate config: DDP, FSDP2 or DeepSpeed ZeRO-2/3'),
 }
 
 # %% ../nbs/90_cli.ipynb #852834f3

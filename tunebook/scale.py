@@ -57,7 +57,7 @@ def multi_gpu_table(
     return pd.DataFrame([per_gpu_memory(model, m, gpus, s, shape=sh, **kwargs) for m in methods for s in STRATEGIES])
 
 # %% ../nbs/24_scale.ipynb #3068d5ea
-ACCELERATE_CONFIGS = ('ddp', 'fsdp', 'zero2', 'zero3', 'cpu') # the shipped configs (tunebook/accelerate/<name>.yaml)
+ACCELERATE_CONFIGS = ('ddp', 'fsdp', 'zero2', 'zero3') # the shipped configs (tunebook/accelerate/<name>.yaml)
 
 def accelerate_config(
     name:str='ddp', # one of `ACCELERATE_CONFIGS`
@@ -69,7 +69,7 @@ def accelerate_config(
 
 @call_parse
 def accelerate_config_cli(
-    name:Param('ddp, fsdp, zero2, zero3 or cpu', str, opt=False, nargs='?')='ddp', # which config (positional)
+    name:Param('ddp, fsdp, zero2 or zero3', str, opt=False, nargs='?')='ddp', # which config (positional)
     out:str=None,    # write it to this file (refuses to replace one) instead of printing it
 ):
     "Print (or write) a ready `accelerate launch --config_file` config for DDP, FSDP2 or DeepSpeed ZeRO-2/3."
