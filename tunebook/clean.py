@@ -4,7 +4,7 @@
 
 # %% ../nbs/11_clean.ipynb #e10b8e0f
 from __future__ import annotations
-import os, sys, re, json, time, hashlib, ipaddress, unicodedata, html, contextlib
+import os, re, json, time, hashlib, ipaddress, unicodedata
 from html.parser import HTMLParser
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -15,7 +15,7 @@ from datasets import Dataset, DatasetDict, Features, Value, load_from_disk
 from fastcore.script import call_parse, Param
 from .core import TunebookError, atomic_dir, atomic_file, write_json, read_json
 from .models import DEFAULT_MODEL, load_tokenizer
-from .data import read_inputs, format_problems, to_dataset, FORMATS, Problem
+from .data import read_inputs, format_problems, FORMATS, Problem
 
 # %% auto #0
 __all__ = ['CONTRACTIONS', 'VERSION_WORDS', 'NOT_PHONE_WORDS', 'PHONE_WORDS', 'PHONE_REGIONS', 'PII_PATTERNS', 'DROP_REASONS',
@@ -48,12 +48,16 @@ class _TextOnly(HTMLParser):
     def handle_data(self, data):
         if not self.skip: self.out.append(data)
 
-def looks_like_html(s:str)->bool: # True for documents, script/style blocks, or 3+ tags outside code fences
+def looks_like_html(
+    s:str,  # a text
+)->bool:    # True for documents, script/style blocks, or 3+ tags outside code fences
     "Whether `s` is markup to strip rather than text that talks about markup."
     if '<' not in s or '```' in s: return False
     return bool(_DOC.search(s)) or len(_TAG.findall(s)) >= 3
 
-def strip_html(s:str)->str: # the visible text of `s`
+def strip_html(
+    s:str,  # text that may hold HTML
+)->str:     # the visible text of `s`
     "Remove tags, scripts and styles from an HTML string, keeping its text and paragraph breaks."
     p = _TextOnly(); p.feed(s); p.close()
     return ''.join(p.out)
@@ -90,20 +94,27 @@ def clean_text(
     return s, done
 
 # %% ../nbs/11_clean.ipynb #b8261bc6
-def luhn_ok(digits:str)->bool: # True when the digit string passes the Luhn checksum (credit cards)
+def luhn_ok(
+    digits:str,  # the card number's digits
+)->bool:         # True when the digit string passes the Luhn checksum (credit cards)
     "The Luhn check that every payment card number satisfies."
     s, alt = 0, False
     for d in reversed(digits):
         d = int(d) * (2 if alt else 1); s += d - 9 if d > 9 else d; alt = not alt
     return s % 10 == 0
 
-def iban_ok(s:str)->bool: # True when `s` (spaces allowed) passes the IBAN mod-97 check
+def iban_ok(
+    s:str,  # a candidate IBAN
+)->bool:    # True when `s` (spaces allowed) passes the IBAN mod-97 check
     "The ISO 13616 mod-97 check of an IBAN."
     s = s.replace(' ', '').upper()
     return 15 <= len(s) <= 34 and int(''.join(str(int(c, 36)) for c in s[4:] + s[:4])) % 97 == 1
 
 _CAMEL = re.compile(r'[A-Z]?[a-z]+|[A-Z]+(?![a-z])')
-def context_words(before:str, n:int=3)->set: # the last `n` words before a match, lowercased ('LinkedAccountId' -> linked, account, id)
+def context_words(
+    before:str,  # the text before a match
+    n:int=3,     # how many words
+)->set:          # the last `n` words before a match, lowercased ('LinkedAccountId' -> linked, account, id)
     "Words just before a candidate, camelCase split, for the context checks of the validators."
     return {w.lower() for w in _CAMEL.findall(' '.join(re.findall(r'[A-Za-z]+', before[-40:])[-n:]))}
 
@@ -116,7 +127,10 @@ NOT_PHONE_WORDS = {'batch', 'lot', 'order', 'invoice', 'ref', 'reference', 'id',
 PHONE_WORDS = {'call', 'phone', 'tel', 'telephone', 'mobile', 'cell', 'fax', 'ring', 'text', 'whatsapp', 'sms', 'dial', 'contact', 'reach', 'hotline'}
 PHONE_REGIONS = ('US', 'GB', 'FR', 'DE', 'IN', 'AU', 'CA', 'ES', 'IT', 'NL', 'BR', 'JP', 'CN', 'IE', 'CH', 'BE') # tried for numbers without a country code
 
-def ip_ok(s:str, before:str='')->bool: # True for a valid IPv4/IPv6 address not introduced as a version ('fw 2.4.10.11')
+def ip_ok(
+    s:str,          # a candidate address
+    before:str='',  # the text before it
+)->bool:            # True for a valid IPv4/IPv6 address not introduced as a version ('fw 2.4.10.11')
     "An IP address: every octet in range (`ipaddress`), and not right after a version word."
     try: ipaddress.ip_address(s)
     except ValueError: return False
@@ -124,7 +138,10 @@ def ip_ok(s:str, before:str='')->bool: # True for a valid IPv4/IPv6 address not 
 
 _DATE = re.compile(r'\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{4}')
 
-def phone_ok(s:str, before:str='')->bool: # True when `phonenumbers` says `s` is a valid number and the context does not say otherwise
+def phone_ok(
+    s:str,          # a candidate phone number
+    before:str='',  # the text before it
+)->bool:            # True when `phonenumbers` says `s` is a valid number and the context does not say otherwise
     "A phone number: valid by the `phonenumbers` library (international, or national in a common region), not a date, not after an id word ('batch', 'order', 'ISBN')."
     import phonenumbers
     d = re.sub(r'\D', '', s)
@@ -182,21 +199,29 @@ def scrub_pii(
 # %% ../nbs/11_clean.ipynb #cb2f92ac
 _WORD = re.compile(r'\w+|[^\w\s]')  # words, and every sign and operator on its own: '2+2' -> 2, +, 2
 
-def dedup_text(row:dict)->str: # the text two rows are compared on
+def dedup_text(
+    row:dict,  # a chat (`messages`) or text (`text`) row
+)->str:        # the text two rows are compared on
     "The text of a row for duplicate detection: its non-system turns, or its text."
     if 'messages' in row: return '\n'.join(m['content'] for m in row['messages'] if m['role'] != 'system')
     return row['text']
 
-def dedup_turns(row:dict)->list: # the turns (or the one text) two rows are compared on, part by part
+def dedup_turns(
+    row:dict,  # a chat (`messages`) or text (`text`) row
+)->list:       # the turns (or the one text) two rows are compared on, part by part
     "The parts of a row for near-duplicate confirmation: each non-system turn, or the text."
     if 'messages' in row: return [m['content'] for m in row['messages'] if m['role'] != 'system']
     return [row['text']]
 
-def normal_words(s:str)->list: # lowercase words and symbols
+def normal_words(
+    s:str,  # a text
+)->list:    # lowercase words and symbols
     "The tokens of `s`, lowercased: words, and each sign, operator and punctuation mark (`-3` and `3`, `2+2` and `2*2` stay apart)."
     return _WORD.findall(s.lower())
 
-def exact_key(s:str)->str: # the text under the normalisation exact dedup uses
+def exact_key(
+    s:str,  # a dedup text
+)->str:     # the text under the normalisation exact dedup uses
     "What exact dedup compares: the text in NFC, case-folded, with runs of whitespace as one space; nothing else changes."
     return ' '.join(unicodedata.normalize('NFC', s).casefold().split())
 
@@ -211,8 +236,9 @@ _MEANING = set('+-*/^%=<>~|&$€£¥°')  # tokens whose change changes the mean
 _SENTENCE = re.compile(r'(?<=[.!?;:\u3002\uff01\uff1f])\s+|\n+')
 
 def parts_similarity(
-    a:list, b:list,     # `dedup_turns` of two rows
-)->float:               # the lowest similarity over the turns (0 when the turns do not line up)
+    a:list,  # `dedup_turns` of one row
+    b:list,  # `dedup_turns` of the other
+)->float:    # the lowest similarity over the turns (0 when the turns do not line up)
     "How alike two rows are turn by turn: sentences both turns share are set aside; what is left must be alike (token-set Jaccard), or be only on one side (an added footer)."
     if len(a) != len(b): return 0.0
     sims = []
@@ -261,7 +287,10 @@ def shingle_hashes(
     for r in np.nonzero(~long_)[0]: out[off[r]] = g[lens[r]][starts[r]] if lens[r] else np.uint64(0)
     return out, off
 
-def shingles(s:str, ngram:int=3)->np.ndarray: # sorted unique 64-bit hashes of the text's word n-grams
+def shingles(
+    s:str,        # a dedup text
+    ngram:int=3,  # words per shingle
+)->np.ndarray:    # sorted unique 64-bit hashes of the text's word n-grams
     "The shingle set of one text."
     flat, _ = shingle_hashes([normal_words(s)], ngram)
     return np.unique(flat)
@@ -301,7 +330,10 @@ def lsh_bands(
         if 1 - (1 - threshold**r)**b >= recall: return b, r
     return num_perm, 1
 
-def jaccard(a:np.ndarray, b:np.ndarray)->float: # |a ∩ b| / |a ∪ b| of two sorted unique arrays
+def jaccard(
+    a:np.ndarray,  # sorted unique hashes of one text
+    b:np.ndarray,  # and of the other
+)->float:          # |a ∩ b| / |a ∪ b| of two sorted unique arrays
     "Exact Jaccard similarity of two shingle sets."
     inter = len(np.intersect1d(a, b, assume_unique=True))
     return inter / (len(a) + len(b) - inter)
@@ -451,8 +483,11 @@ def split_indices(
 def leakage(
     splits:dict,           # {split name: list of dedup texts}
     threshold:float=0.85,  # near-duplicate Jaccard threshold
-    ngram:int=3, num_perm:int=128, # as in `near_duplicates`
-    shingled=None, sig=None, keys=None, # `shingle_hashes` / `minhash_signatures` / `exact_keys` of all texts in split order, if already computed
+    ngram:int=3,           # words per shingle, as in `near_duplicates`
+    num_perm:int=128,      # MinHash signature length, as in `near_duplicates`
+    shingled=None,         # `shingle_hashes` of all texts in split order, if already computed
+    sig=None,              # their `minhash_signatures`, if already computed
+    keys=None,             # their `exact_keys`, if already computed
     turns=None,            # `dedup_turns` of all rows in split order, to confirm near twins part by part
 )->dict:                   # counts of exact and near duplicates whose twin is in another split, with a few examples
     "Count rows of validation/test that have an exact or near twin in an earlier split."
@@ -560,7 +595,9 @@ def _stats(n:np.ndarray)->dict:
              p95=int(np.percentile(m, 95)), max=int(m.max()))
     return d if len(m) == len(n) else d | dict(counted=int(len(m)))
 
-def split_hash(split)->str: # sha256 of the split's columns as canonical JSON
+def split_hash(
+    split,  # a `Dataset` or a dict of columns
+)->str:     # sha256 of the split's columns as canonical JSON
     "A content hash of a split (a `Dataset` or a dict of columns): equal hashes mean identical rows in identical order."
     cols = split.to_dict() if isinstance(split, Dataset) else split
     return hashlib.sha256(json.dumps(cols, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
@@ -582,7 +619,9 @@ def plot_lengths(
     with atomic_file(path, 'wb') as f: fig.savefig(f, format='png', dpi=100)
 
 # %% ../nbs/11_clean.ipynb #803d0564
-def check_settings(**kw):
+def check_settings(
+    **kw,  # `prep`'s settings by name: val, test, dedup, near_threshold, ngram, num_perm, min_tokens, max_tokens, chunk_tokens, chunk_overlap, token_sample, num_proc
+):
     "Refuse impossible `prep` settings up front, before any reading, with the option's name and what it accepts."
     cli = ('val', 'test', 'dedup', 'near_threshold', 'max_tokens')  # the settings `tunebook prep` has options for; the rest are `prep()` arguments
     def bad(name, why): raise TunebookError(f"--{name.replace('_', '-')} {kw[name]}: {why}" if name in cli else f"{name}={kw[name]!r}: {why}")
@@ -856,12 +895,15 @@ def load_prepared(
     return load_from_disk(str(d/'dataset')), read_json(d/'report.json')
 
 # %% ../nbs/11_clean.ipynb #358db424
+_INPUTS = Param("input files and/or folders of documents", nargs='+')  # one or more paths
+_COLUMNS = Param("map fields to your columns: prompt=question completion=answer (or comma-separated)", nargs='+')  # FIELD=COLUMN pairs
+
 @call_parse
 def prep_cli(
-    inputs:Param("input files and/or folders of documents", nargs='+'),  # input files and/or folders of documents
+    inputs:_INPUTS,         # input files and/or folders of documents
     out:str=None,           # the prepared data folder to write (required)
     format:str='auto',      # auto|alpaca|sharegpt|openai|prompt-completion|text|csv|docs|classification
-    columns:Param("map fields to your columns: prompt=question completion=answer (or comma-separated)", nargs='+')=None, # FIELD=COLUMN pairs
+    columns:_COLUMNS=None,  # FIELD=COLUMN pairs
     val:float=0.1,          # validation share
     test:float=0.1,         # test share
     seed:int=0,             # split seed

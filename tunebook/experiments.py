@@ -4,7 +4,7 @@
 
 # %% ../nbs/32_experiments.ipynb #d9146b1c
 from __future__ import annotations
-import os, sys, json, math, time, itertools, shutil, contextlib
+import sys, json, time, itertools, contextlib
 from pathlib import Path
 import yaml
 from fastcore.script import call_parse
@@ -48,7 +48,9 @@ def parse_space(
         else: out[k] = [_typed(k, x) for x in (v if isinstance(v, list) else [v])]
     return out
 
-def grid(space:dict)->list: # one dict of settings per trial, in a fixed order
+def grid(
+    space:dict,  # `parse_space` output with lists only
+)->list:         # one dict of settings per trial, in a fixed order
     "Every combination of the candidates in `space` (a grid search)."
     if rng := [k for k, v in space.items() if isinstance(v, dict)]:
         raise TunebookError(f"search space: {rng[0]} is a range; a grid needs lists of values (or use --trials N for Optuna).")
@@ -80,7 +82,9 @@ def reset_peak_memory():
     except OSError: pass
 
 @contextlib.contextmanager
-def quiet(on:bool=True):
+def quiet(
+    on:bool=True,  # False: change nothing (the bars show)
+):
     "Hide the progress bars of `datasets` and `transformers` (weights loading, tokenizing) while the block runs."
     if not on: yield; return
     import datasets, transformers
@@ -193,7 +197,9 @@ def _run_grid(data_dir, out, plan, rows, shape, verbose)->list:
     return rows
 
 # %% ../nbs/32_experiments.ipynb #9b5057a1
-def optuna_pruning(trial):
+def optuna_pruning(
+    trial,  # the Optuna trial being trained
+):          # a `TrainerCallback` for `train(callbacks=...)`
     "A `TrainerCallback` that reports validation loss to an Optuna trial and stops training when Optuna prunes it."
     from transformers import TrainerCallback
     class OptunaPruning(TrainerCallback):
@@ -273,7 +279,9 @@ def _cell(v, fmt:str='g')->str:
     if v is None: return '-'
     return format(v, fmt) if isinstance(v, (int, float)) and not isinstance(v, bool) else str(v)
 
-def sweep_table(rep:dict)->str: # a markdown table, one row per trial, the best in bold
+def sweep_table(
+    rep:dict,  # the sweep report
+)->str:        # a markdown table, one row per trial, the best in bold
     "The trials of a sweep report as a markdown table."
     keys = list(rep['space'])
     cols = ['trial'] + keys + ['status', 'best val loss', 'at step', 'steps', 'time (s)', 'peak mem (MB)', 'note']
@@ -287,7 +295,9 @@ def sweep_table(rep:dict)->str: # a markdown table, one row per trial, the best 
         lines.append('| ' + ' | '.join(vals) + ' |')
     return '\n'.join(lines)
 
-def sweep_markdown(rep:dict)->str: # the sweep.md text
+def sweep_markdown(
+    rep:dict,  # the sweep report
+)->str:        # the sweep.md text
     "The sweep report as markdown: what was searched, the table, the best trial."
     b = rep['best']
     head = [f"# Sweep: {rep['n_finished']} of {rep['n_planned']} trials ({rep['strategy']})", '',
@@ -325,12 +335,17 @@ def _summary(run)->dict:
     if not p.exists(): raise TunebookError(f"{run} is not a finished run folder (no summary.json).")
     return read_json(p)
 
-def settings_diff(run_a, run_b)->dict: # option -> [value in A, value in B], for the options that differ
+def settings_diff(
+    run_a,  # run folder A
+    run_b,  # run folder B
+)->dict:    # option -> [value in A, value in B], for the options that differ
     "The training settings in which two runs differ."
     a, b = _summary(run_a).get('config', {}), _summary(run_b).get('config', {})
     return {k: [a.get(k), b.get(k)] for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k) and k not in ('out',)}
 
-def verdict(e:dict)->str: # 'B better', 'A better' or 'no clear difference'
+def verdict(
+    e:dict,  # a metric row of the comparison (diff and its 95% interval)
+)->str:      # 'B better', 'A better' or 'no clear difference'
     "The verdict on one metric from the 95% interval of B - A."
     if e['diff_ci95'] is None: return '-'
     lo, hi = e['diff_ci95']
@@ -375,7 +390,9 @@ def compare_runs(
     return res
 
 # %% ../nbs/32_experiments.ipynb #08c1bb95
-def comparison_table(res:dict)->str: # markdown: metric, A, B, B - A [95% CI], verdict
+def comparison_table(
+    res:dict,  # the comparison (`compare_runs`)
+)->str:        # markdown: metric, A, B, B - A [95% CI], verdict
     "The metrics of an A/B comparison as a markdown table."
     f = lambda v, ci=None: '-' if v is None else (f"{v:.3f}" if abs(v) < 100 else f"{v:.1f}") + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else '')
     rows = ['| metric | A | B | B - A [95% CI] | verdict |', '|---|---|---|---|---|']
@@ -383,7 +400,9 @@ def comparison_table(res:dict)->str: # markdown: metric, A, B, B - A [95% CI], v
         rows.append(f"| {k} {'↑' if e['higher_is_better'] else '↓'} | {f(e['a'])} | {f(e['b'])} | {f(e['diff'], e['diff_ci95'])} | {e['verdict']} |")
     return '\n'.join(rows)
 
-def comparison_markdown(res:dict)->str: # the compare.md text
+def comparison_markdown(
+    res:dict,  # the comparison (`compare_runs`)
+)->str:        # the compare.md text
     "An A/B comparison as markdown: what differs, the metrics, the answers that differ."
     lines = [f"# A/B: `{res['a']}` (A) vs `{res['b']}` (B)", '', f"Data: `{res['data_dir']}` · split: `{res['split']}` · n = {res['n']}", '']
     if res['settings_diff']: lines += ['Settings that differ: ' + '; '.join(f"{k}: {a} (A) vs {b} (B)" for k, (a, b) in res['settings_diff'].items()), '']
@@ -393,7 +412,9 @@ def comparison_markdown(res:dict)->str: # the compare.md text
         lines += [f"### {i+1}", '', '```', x['prompt'], '```', '', f"**Reference**: {x['reference']}", '', f"**A**: {x['a']}", '', f"**B**: {x['b']}", '']
     return '\n'.join(lines)
 
-def plot_comparison_ab(res:dict): # a matplotlib figure
+def plot_comparison_ab(
+    res:dict,  # the comparison (`compare_runs`)
+):             # a matplotlib figure
     "A and B side by side for every metric, with 95% intervals."
     import numpy as np, matplotlib.pyplot as plt
     ms = list(res['metrics'].items())
@@ -407,7 +428,10 @@ def plot_comparison_ab(res:dict): # a matplotlib figure
     fig.tight_layout()
     return fig
 
-def save_comparison(res:dict, out:str|Path)->Path: # the folder
+def save_comparison(
+    res:dict,      # the comparison (`compare_runs`)
+    out:str|Path,  # folder for compare.json, compare.md and compare.png
+)->Path:           # the folder
     "Write compare.json, compare.md and compare.png atomically into `out`."
     import matplotlib.pyplot as plt
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
