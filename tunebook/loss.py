@@ -28,12 +28,14 @@ class ChunkedLinearCrossEntropy(torch.autograd.Function):
             z = F.linear(hc, weight, bias).float()            # this chunk's logits, upcast as transformers does
             lse = torch.logsumexp(z, dim=-1)
             total += (lse - z.gather(1, y[:, None]).squeeze(1)).sum()
+            p = None
             if need_h or need_w or need_b:
                 p = z.sub_(lse[:, None]).exp_()                 # softmax, in place of the logits
                 p[torch.arange(len(y), device=y.device), y] -= 1 # d loss / d logits = softmax - onehot
                 if need_h: gh[i:i+chunk] = (p.to(weight.dtype) @ weight).to(h.dtype)
                 if need_w: gw += p.t() @ hc.float()
                 if need_b: gb += p.sum(0)
+            del z, p                                              # free this chunk before the next one is made
         ctx.save_for_backward(gh, gw, gb)
         ctx.dtypes = (weight.dtype, None if bias is None else bias.dtype)
         return total
