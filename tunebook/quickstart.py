@@ -7,7 +7,7 @@ from __future__ import annotations
 import json, random, time
 from pathlib import Path
 from fastcore.script import call_parse
-from .core import TunebookError, RunDir, write_text, read_json, default_device, default_dtype, sample_path
+from .core import TunebookError, RunDir, write_text, default_device, default_dtype, sample_path
 from .models import DEFAULT_MODEL
 
 # %% auto #0
@@ -59,7 +59,9 @@ def sample_chat(
         rows.append({"messages": msgs})
     return rows
 
-def write_sample_chat(path:str|Path)->Path:
+def write_sample_chat(
+    path:str|Path,  # where to write the JSONL file
+)->Path:            # the file written
     "Write `sample_chat()` as JSONL (one conversation a line) to `path`, atomically."
     return write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in sample_chat()))
 
@@ -95,7 +97,7 @@ def quickstart(
     print(f"[2/4] fine-tuning {model} with LoRA on {default_device()} ({str(default_dtype()).replace('torch.', '')}) -> {out/'run'}")
     train(out/'data', out/'run', model=model, epochs=epochs, max_steps=max_steps, seq_len=seq_len,
           batch_size=batch_size, lr=lr)
-    print(f"[3/4] evaluating base vs tuned on the held-out test split")
+    print("[3/4] evaluating base vs tuned on the held-out test split")
     ev = compare(model, out/'run', out/'data', limit=limit, max_new_tokens=max_new_tokens)
     print(f"[4/4] staging a Hub upload (dry run) -> {out/'hub'}")
     stage_upload(out/'run', out/'hub')
