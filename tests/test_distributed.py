@@ -124,7 +124,7 @@ def test_accelerate_configs_ship_and_parse(tmp_path):
     "Every shipped config is a valid Accelerate config, `tunebook accelerate-config NAME` prints it, and the wheel carries it."
     from accelerate.commands.config.config_args import ClusterConfig
     from tunebook.scale import ACCELERATE_CONFIGS, accelerate_config
-    kinds = dict(ddp='MULTI_GPU', fsdp='FSDP', zero2='DEEPSPEED', zero3='DEEPSPEED', cpu='MULTI_CPU')
+    kinds = dict(ddp='MULTI_GPU', fsdp='FSDP', zero2='DEEPSPEED', zero3='DEEPSPEED')
     for n in ACCELERATE_CONFIGS:
         (tmp_path/f'{n}.yaml').write_text(accelerate_config(n))
         assert str(ClusterConfig.from_yaml_file(str(tmp_path/f'{n}.yaml')).distributed_type).endswith(kinds[n])
