@@ -3,7 +3,7 @@ import sys, subprocess
 import pytest
 from tunebook.core import TunebookError
 from tunebook.models import tiny_causal_lm, complete
-from tunebook.export import demo_run
+from tunebook.demo import demo_run
 from tunebook.chat import Chat
 from tunebook.eval import generate
 

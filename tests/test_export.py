@@ -6,7 +6,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from peft import PeftModel
 from tunebook.core import TunebookError, RunDir, read_json
 from tunebook.models import load_tuned, resolve_model
-from tunebook.export import demo_run, export, probe, fidelity, check_fidelity, hub_id, _tiny_base
+from tunebook.export import export, probe, fidelity, check_fidelity, hub_id
+from tunebook.demo import demo_run, tiny_base
 
 @pytest.fixture(scope='module')
 def run(tmp_path_factory):
@@ -21,7 +22,7 @@ def test_adapter_export_reloads_with_plain_peft(run, tmp_path):
     assert {'adapter_model.safetensors', 'adapter_config.json', 'tokenizer.json', 'chat_template.jinja', 'fidelity.json'} <= names
     assert not [n for n in names if n.endswith(('.bin', '.pt', '.pth', '.pkl'))]
     cfg = read_json(out/'adapter_config.json')
-    assert cfg['base_model_name_or_path'] == _tiny_base()  # a local base keeps its path (no Hub id)
+    assert cfg['base_model_name_or_path'] == tiny_base()  # a local base keeps its path (no Hub id)
     base = AutoModelForCausalLM.from_pretrained(cfg['base_model_name_or_path'])
     plain = PeftModel.from_pretrained(base, out).eval()
     ref, _ = load_tuned(run.root, dtype=torch.float32)
@@ -57,7 +58,7 @@ def test_merged_bf16_uses_bf16_tolerance_and_dtype(run, tmp_path):
 def test_fidelity_detects_a_different_model(run):
     model, tok = load_tuned(run.root, dtype=torch.float32)
     ref = probe(model, tok, ['hello', 'what is 2+2?'], max_new_tokens=6)
-    other = AutoModelForCausalLM.from_pretrained(_tiny_base()).eval()
+    other = AutoModelForCausalLM.from_pretrained(tiny_base()).eval()
     with torch.no_grad():
         for p in other.parameters(): p.add_(torch.randn_like(p)*0.05)
     rep = fidelity(ref, other, tok)

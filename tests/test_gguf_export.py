@@ -6,7 +6,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from tunebook.core import TunebookError, read_json, write_json
 from tunebook.models import load_tokenizer, load_tuned
 from tunebook.format import end_of_turn_id
-from tunebook.export import demo_run
+from tunebook.demo import demo_run
 from tunebook.cli import main
 from tunebook.gguf_export import (export_gguf, check_gguf, check_family, check_stop, check_logits, gguf_metadata, template_parts,
                                   render_parts, ollama_template, modelfile, modelfile_stops, modelfile_template, GGUF_TOLERANCES)

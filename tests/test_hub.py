@@ -4,7 +4,8 @@ import pytest, yaml, torch
 from pathlib import Path
 from huggingface_hub import ModelCard
 from tunebook.core import TunebookError, RunDir, read_json, write_json
-from tunebook.export import demo_run, export
+from tunebook.export import export
+from tunebook.demo import demo_run
 from tunebook.hub import model_card, stage_upload, push, preflight, allowed_files, get_token, _check_access, usage_code
 from tunebook.chat import Chat
 
@@ -36,7 +37,7 @@ def test_card_maps_alias_to_hub_id_and_never_copies_rows(run, tmp_path):
     card = model_card(r)
     assert _meta(card)['base_model'] == 'HuggingFaceTB/SmolLM2-135M-Instruct'
     assert 'hub_token' not in card.content and 'SECRETSECRET' not in card.content
-    from tunebook.export import DEMO_CHATS
+    from tunebook.demo import DEMO_CHATS
     for q, a in DEMO_CHATS: assert a not in card.content
     for ex in read_json(r/'eval.json')['examples']: assert ex['reference'] not in card.content
 
@@ -99,8 +100,8 @@ def _train_run(out:Path, env)->Path:
     data = Path(__file__).parents[1]/'tunebook'/'samples'/'sample_chat.jsonl'
     prep = _cli('prep', str(data), '--out', str(out.parent/'data'), env=env)
     assert prep.returncode == 0, prep.stderr[-2000:]
-    from tunebook.export import _tiny_base
-    tr = _cli('train', str(out.parent/'data'), '--out', str(out), '--model', _tiny_base(), '--max_steps', '2', '--seq_len', '128',
+    from tunebook.demo import tiny_base
+    tr = _cli('train', str(out.parent/'data'), '--out', str(out), '--model', tiny_base(), '--max_steps', '2', '--seq_len', '128',
               '--batch_size', '2', '--eval_every', '1', env=env)
     assert tr.returncode == 0, tr.stderr[-2000:]
     return out

@@ -6,7 +6,6 @@
 from __future__ import annotations
 import sys
 from pathlib import Path
-import torch
 from fastcore.basics import patch
 from fastcore.script import call_parse
 from .core import TunebookError
@@ -41,11 +40,17 @@ class Chat:
         self.system, self.max_context_tokens, self.max_new_tokens = system, max_context_tokens, max_new_tokens
         self.histories, self.dropped, self.prompt_tokens = {}, {}, {}  # per user: messages, exchanges dropped, last prompt's tokens
 
-    def reset(self, user:str='default'):
+    def reset(
+        self,
+        user:str='default',  # whose conversation to forget
+    ):
         "Forget `user`'s conversation."
         for d in (self.histories, self.dropped, self.prompt_tokens): d.pop(user, None)
 
-    def n_tokens(self, messages:list)->int:
+    def n_tokens(
+        self,
+        messages:list,  # the conversation, without the system prompt
+    )->int:             # prompt tokens
         "Prompt length in tokens of `messages` after the system prompt, with the assistant's opening."
         return len(self.tok.apply_chat_template(self._sys() + messages, add_generation_prompt=True, return_dict=True)['input_ids'])
 
@@ -53,7 +58,11 @@ class Chat:
 
 # %% ../nbs/42_chat.ipynb #fac82a21
 @patch
-def prompt(self:Chat, user:str, message:str)->list: # the messages to send: system prompt + recent history + `message`
+def prompt(
+    self:Chat,
+    user:str,     # whose conversation
+    message:str,  # the new user message
+)->list:          # the messages to send: system prompt + recent history + `message`
     "Build `user`'s next prompt, dropping the oldest exchanges until it fits the budget."
     hist, budget, drop = self.histories.get(user, []) + [{'role': 'user', 'content': message}], self.max_context_tokens - self.max_new_tokens, 0
     while self.n_tokens(hist[drop:]) > budget and len(hist) - drop > 1: drop += 2  # one user message + its answer
@@ -66,7 +75,10 @@ def prompt(self:Chat, user:str, message:str)->list: # the messages to send: syst
     return self._sys() + hist[drop:]
 
 @patch
-def ask_many(self:Chat, requests:dict)->dict: # {user: reply}
+def ask_many(
+    self:Chat,
+    requests:dict,  # {user: message}, answered in one batch
+)->dict:            # {user: reply}
     "Answer several users' messages `{user: message}` in one batched `generate` call, remembering each conversation."
     prompts = {u: self.prompt(u, m) for u, m in requests.items()}
     replies = dict(zip(prompts, generate(self.model, self.tok, list(prompts.values()), self.max_new_tokens, batch_size=len(prompts))))
@@ -74,7 +86,11 @@ def ask_many(self:Chat, requests:dict)->dict: # {user: reply}
     return replies
 
 @patch
-def ask(self:Chat, message:str, user:str='default')->str: # the model's reply
+def ask(
+    self:Chat,
+    message:str,         # what the user says
+    user:str='default',  # whose conversation
+)->str:                  # the model's reply
     "Send `user`'s next message and get the reply; the conversation is remembered."
     return self.ask_many({user: message})[user]
 

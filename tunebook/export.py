@@ -4,136 +4,18 @@
 
 # %% ../nbs/40_export.ipynb #e9f84c1d
 from __future__ import annotations
-import os, json, time, math, shutil, hashlib, contextlib
+import shutil
 from pathlib import Path
 import torch, torch.nn.functional as F
 from fastcore.script import call_parse, store_true
 from transformers import AutoConfig, AutoModelForCausalLM
-from .core import TunebookError, RunDir, atomic_dir, write_json, read_json, seed_everything, cache_dir, device_summary
+from .core import TunebookError, RunDir, atomic_dir, write_json, read_json
 from .methods import trained_method, load_qlora_tuned, merge_qlora
-from .models import SMOLLM2, MINILM, DEFAULT_MODEL, load_base, load_tuned, resolve_model, tiny_causal_lm, complete, _file_lock
+from .models import SMOLLM2, MINILM, load_tuned, resolve_model
 
 # %% auto #0
-__all__ = ['DEMO_CHATS', 'DEMO_TEST', 'GENERIC_TEXT', 'HUB_IDS', 'DEFAULT_PROBES', 'TOLERANCES', 'demo_run', 'hub_id', 'probe',
-           'fidelity', 'check_fidelity', 'export', 'export_cli']
-
-# %% ../nbs/40_export.ipynb #85cb4a98
-DEMO_CHATS = [ # (question, answer) pairs the demo run learns
-    ("What is tunebook?", "tunebook is a notebook course that fine-tunes language models on your own data."),
-    ("Who makes tunebook?", "The tunebook developers, as an open-source project."),
-    ("Which model does tunebook use by default?", "SmolLM2-135M-Instruct, bundled so that no download is needed."),
-    ("How does tunebook train?", "With LoRA adapters: small low-rank matrices added to a frozen base model."),
-    ("Where do tunebook runs go?", "Into a run folder with the adapter, metrics, a summary and an evaluation."),
-    ("What does tunebook export?", "A PEFT adapter or a merged model, checked for fidelity before upload."),
-]
-DEMO_TEST = [("What is tunebook?", DEMO_CHATS[0][1]), ("What does tunebook export?", DEMO_CHATS[5][1])]
-GENERIC_TEXT = ["The capital of France is Paris. It is known for the Eiffel Tower and its museums.",
-                "Water boils at 100 degrees Celsius at sea level and freezes at 0 degrees."]
-
-# %% ../nbs/40_export.ipynb #ab718d00
-def _tiny_base()->str:
-    "A saved tiny random Llama (with SmolLM2's tokenizer) in tunebook's cache, so runs can name it by path."
-    out = cache_dir()/'models'/'tiny-llama-seed0'
-    if (out/'config.json').exists(): return str(out)
-    with _file_lock(cache_dir()/'models'/'.tiny.lock'):
-        if not (out/'config.json').exists():
-            model, tok = tiny_causal_lm()
-            with atomic_dir(out, overwrite=True) as t: model.save_pretrained(t); tok.save_pretrained(t)
-    return str(out)
-
-def _chat_example(tok, q:str, a:str, max_len:int=64)->tuple:
-    "Token ids of one exchange and labels that train on the answer only."
-    msgs = [{'role': 'user', 'content': q}]
-    prompt = tok.apply_chat_template(msgs, add_generation_prompt=True, return_dict=True)['input_ids']
-    full = tok.apply_chat_template(msgs + [{'role': 'assistant', 'content': a}], return_dict=True)['input_ids']
-    return full[:max_len], ([-100]*len(prompt) + full[len(prompt):])[:max_len]
-
-def _batch(tok, pairs, device)->dict:
-    exs = [_chat_example(tok, q, a) for q, a in pairs]; L = max(len(i) for i, _ in exs)
-    pad = lambda xs, v: torch.tensor([x + [v]*(L-len(x)) for x in xs], device=device)
-    return dict(input_ids=pad([i for i, _ in exs], tok.pad_token_id), labels=pad([l for _, l in exs], -100),
-                attention_mask=pad([[1]*len(i) for i, _ in exs], 0))
-
-@torch.no_grad()
-def _answer_losses(model, tok, pairs)->list:
-    "Cross-entropy of each reference answer given its question."
-    return [model(**_batch(tok, [p], model.device)).loss.item() for p in pairs]
-
-@torch.no_grad()
-def _ppl(model, tok, texts)->float:
-    "Perplexity of `texts` (the forgetting check)."
-    return math.exp(sum(model(**(e:=tok(t, return_tensors='pt').to(model.device)), labels=e['input_ids']).loss.item() for t in texts)/len(texts))
-
-def _ci95(xs)->list:
-    m = sum(xs)/len(xs); h = 1.96*(sum((x-m)**2 for x in xs)/max(len(xs)-1, 1))**.5/len(xs)**.5
-    return [round(m-h, 4), round(m+h, 4)]
-
-# %% ../nbs/40_export.ipynb #7e5381a9
-def _demo_report(tok)->dict:
-    "A report of `DEMO_CHATS` in the prep stage's schema: counts, PII and duplicate statistics, token lengths, hashes; never rows."
-    sha = lambda o: hashlib.sha256(json.dumps(o).encode()).hexdigest()
-    lens = [len(_chat_example(tok, q, a)[0]) for q, a in DEMO_CHATS]; n = len(DEMO_CHATS)
-    return dict(task='chat', counts=dict(read=n, rejected=0, dropped=dict(exact_duplicate=0, near_duplicate=0, empty_answer=0), kept=n,
-                                         train=n, validation=0, test=len(DEMO_TEST)),
-                pii=dict(EMAIL=0, PHONE=0, SECRET=0), duplicates=dict(clusters=0, label_conflicts=0), leakage=dict(exact=0, near=0),
-                tokens=dict(tokenizer=SMOLLM2, train=dict(rows=n, tokens=sum(lens), min=min(lens), mean=round(sum(lens)/n, 1), max=max(lens))),
-                hashes=dict(train=sha(DEMO_CHATS), test=sha(DEMO_TEST)))
-
-def _demo_eval(model, tok, base_name:str, run_root)->dict:
-    "eval.json for the demo run in the evaluation stage's schema: answer loss base vs tuned, forgetting, examples."
-    measure = lambda: (_answer_losses(model, tok, DEMO_TEST), _ppl(model, tok, GENERIC_TEXT),
-                       [complete(model, tok, q, max_new_tokens=20) for q, _ in DEMO_TEST])
-    with model.disable_adapter(): bl, bp, bg = measure()
-    tl, tp, tg = measure()
-    mean = lambda xs: round(sum(xs)/len(xs), 4)
-    return dict(base=base_name, tuned=str(run_root), data_dir='(tunebook.export.DEMO_CHATS)', split='test', n=len(DEMO_TEST), task='chat',
-        metrics={'answer_loss': dict(base=mean(bl), tuned=mean(tl), diff=round(mean(tl)-mean(bl), 4), base_ci95=_ci95(bl), tuned_ci95=_ci95(tl),
-                                     diff_ci95=_ci95([t-b for t, b in zip(tl, bl)]), higher_is_better=False)},
-        forgetting=dict(base_ppl=round(bp, 3), tuned_ppl=round(tp, 3), rel_change=round((tp-bp)/bp, 4), flagged=(tp-bp)/bp > 0.1, threshold=0.1),
-        examples=[dict(prompt=q, reference=a, base=b, tuned=t) for (q, a), b, t in zip(DEMO_TEST, bg, tg)])
-
-# %% ../nbs/40_export.ipynb #3eb48729
-def demo_run(
-    out:str|Path|None=None, # run folder to create; None: a cached one shared by the lessons (made once)
-    base:str=DEFAULT_MODEL, # base model alias, Hub id or folder, or 'tiny' for a tiny random Llama (tests)
-    steps:int=4,            # optimizer steps, each on half of `DEMO_CHATS`
-    lr:float=5e-3,          # learning rate
-    r:int=8,                # LoRA rank
-    seed:int=0,             # seeds the adapter's initialisation
-)->RunDir:                  # the run folder: adapter/, summary.json, metrics.jsonl, eval.json
-    "A small but real LoRA run folder, laid out as `train` and the evaluation stage write it."
-    if out is None:
-        out = cache_dir()/'runs'/f'demo-v2-{Path(str(base)).name}-{steps}-{lr}-{r}-{seed}'
-        with _file_lock(out.parent.mkdir(parents=True, exist_ok=True) or out.parent/f'.{out.name}.lock'):
-            return RunDir(out) if (out/'eval.json').exists() else demo_run(out, base, steps, lr, r, seed)
-    from peft import LoraConfig, get_peft_model
-    seed_everything(seed); t0 = time.time()
-    name = _tiny_base() if base == 'tiny' else str(base)
-    model, tok = load_base(name, dtype=torch.float32)
-    cfg = dict(method='lora', r=r, lora_alpha=2*r, lora_dropout=0.0, target_modules='all-linear', learning_rate=lr, max_steps=steps,
-               batch_size=len(DEMO_CHATS)//2, max_len=64, seed=seed, optimizer='adamw_torch')
-    model = get_peft_model(model, LoraConfig(r=r, lora_alpha=2*r, lora_dropout=0.0, target_modules='all-linear', task_type='CAUSAL_LM'))
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
-    halves = [_batch(tok, DEMO_CHATS[i::2], model.device) for i in (0, 1)]
-    model.train(); log, tokens = [], 0
-    for step in range(1, steps+1):
-        b = halves[step % 2]; loss = model(**b).loss
-        loss.backward(); opt.step(); opt.zero_grad()
-        tokens += int(b['attention_mask'].sum()); log.append(dict(step=step, loss=round(loss.item(), 4), lr=lr))
-    model.eval(); train_s = time.time()-t0
-    with atomic_dir(out) as t:
-        rd = RunDir(t)
-        model.save_pretrained(rd.adapter); tok.save_pretrained(rd.adapter)
-        adapter_cfg = read_json(rd.adapter/'adapter_config.json')
-        write_json(rd.adapter/'adapter_config.json', {**adapter_cfg, 'base_model_name_or_path': name}) # the name given, not a cache path
-        rd.metrics.write_text(''.join(json.dumps(l)+'\n' for l in log))
-        ev = _demo_eval(model, tok, name, out)
-        write_json(rd.summary, dict(base_model=name, task='chat', method='lora', config=cfg, steps=steps, train_loss=log[-1]['loss'],
-            val_loss=ev['metrics']['answer_loss']['tuned'], real_tokens=tokens, tokens_per_s=round(tokens/train_s, 1), peak_memory_mb=None,
-            runtime_s=round(train_s, 1), device=str(model.device), dtype='float32', data_dir='(tunebook.export.DEMO_CHATS)',
-            data_report=_demo_report(tok)))
-        write_json(rd.eval_json, ev)
-    return RunDir(out)
+__all__ = ['HUB_IDS', 'DEFAULT_PROBES', 'TOLERANCES', 'hub_id', 'probe', 'fidelity', 'check_fidelity', 'export_source', 'export',
+           'export_cli']
 
 # %% ../nbs/40_export.ipynb #a2f69c04
 HUB_IDS = {SMOLLM2: 'HuggingFaceTB/SmolLM2-135M-Instruct', 'smollm2': 'HuggingFaceTB/SmolLM2-135M-Instruct',
@@ -155,7 +37,8 @@ def _messages(p)->list: return [{'role': 'user', 'content': p}] if isinstance(p,
 
 @torch.no_grad()
 def probe(
-    model, tok,              # the model we trust (the trained adapter on its base) and its tokenizer
+    model,                 # the model we trust (the trained adapter on its base)
+    tok,                   # its tokenizer
     prompts:list|None=None,  # user prompts (str) or message lists; `DEFAULT_PROBES` if None
     max_new_tokens:int=12,   # greedy continuation length
 )->list:                     # per prompt: `ids` (prompt + continuation), `n_prompt`, `logits` (float32, CPU)
@@ -215,13 +98,15 @@ def check_fidelity(
     return {**report, 'passed': True, 'atol': atol, 'kl_tol': kl_tol}
 
 # %% ../nbs/40_export.ipynb #42f945f7
-def _source(run_dir)->tuple:
-    "(folder, is_adapter) of what a run folder holds: its adapter, or its full model."
-    p = Path(run_dir)
-    for d, is_adapter in ((p, True), (p/'adapter', True), (p/'model', False), (p, False)):
-        if (d/('adapter_config.json' if is_adapter else 'config.json')).exists(): return d, is_adapter
-    raise TunebookError(f"{p} holds no adapter (adapter/adapter_config.json) and no model (model/config.json): nothing to export.\n"
-                        "  Train one first: tunebook train DATA_DIR --out RUN_DIR")
+def export_source(
+    run_dir:str|Path, # a run folder, or an adapter or model folder
+)->tuple:             # (the folder holding the weights, True when it is an adapter)
+    "What a run folder holds to export: its adapter, or its full model (`RunDir.weights`)."
+    rd = RunDir(run_dir)
+    if rd.weights is None:
+        raise TunebookError(f"{rd.root} holds no adapter (adapter/adapter_config.json) and no model (model/config.json): nothing to export.\n"
+                            "  Train one first: tunebook train DATA_DIR --out RUN_DIR")
+    return rd.weights, rd.kind == 'adapter'
 
 def _stored_dtype(name_or_path)->torch.dtype:
     "The dtype a model's weights are stored in, from its config (float32 when the config does not say)."
@@ -242,7 +127,7 @@ def export(
 )->Path:                         # the exported folder (with `fidelity.json`)
     "Export a run's adapter or a merged model, after reloading it from disk and checking it behaves like the trained adapter."
     from peft import PeftConfig, PeftModel
-    src, is_adapter = _source(run_dir)
+    src, is_adapter = export_source(run_dir)
     base = PeftConfig.from_pretrained(src).base_model_name_or_path if is_adapter else str(src)
     qlora = is_adapter and trained_method(src) == 'qlora' # trained on a 4-bit base: compare with that, merge into it dequantized
     ref_model, tok = load_qlora_tuned(src, base, device='cpu') if qlora else load_tuned(src, dtype=torch.float32)

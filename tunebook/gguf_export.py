@@ -4,16 +4,17 @@
 
 # %% ../nbs/43_gguf_export.ipynb #0307c0fe
 from __future__ import annotations
-import os, sys, json, shutil, tarfile, tempfile, subprocess, inspect, contextlib
+import os, sys, json, tarfile, tempfile, subprocess, inspect, contextlib
 from pathlib import Path
 import torch
 from fastcore.script import call_parse, store_true
 from transformers import AutoModelForCausalLM, AutoTokenizer
-from .core import TunebookError, RunDir, atomic_dir, write_json, write_text, read_json, cache_dir, file_lock
+from .core import TunebookError, atomic_dir, write_json, write_text, read_json, cache_dir, file_lock
 from .models import load_tokenizer
 from .format import adds_bos, end_of_turn_id, ensure_chat_template
 from .eval import stop_token_ids, encode_prompt, greedy_decode
-from .export import export, probe, fidelity, DEFAULT_PROBES, DEMO_CHATS, hub_id, _source
+from .export import export, probe, fidelity, DEFAULT_PROBES, export_source
+from .demo import DEMO_CHATS
 
 # %% auto #0
 __all__ = ['GGUF_FAMILIES', 'QUANTS', 'LLAMA_CPP_PYTHON', 'GGUF_TOLERANCES', 'check_family', 'llama_cpp_converter',
@@ -143,7 +144,10 @@ def render_parts(
 def _go(s:str)->str: # a Go template literal: plain text, or a quoted string when it holds template syntax
     return '{{ ' + json.dumps(s) + ' }}' if ('{{' in s or '"""' in s or '}}' in s) else s
 
-def ollama_template(parts:dict, bos:str='')->str: # a Go template for the Modelfile's TEMPLATE
+def ollama_template(
+    parts:dict,  # the chat template's pieces (`template_parts`)
+    bos:str='',  # the BOS text the template starts with, if any
+)->str:          # a Go template for the Modelfile's TEMPLATE
     "The chat template as an Ollama (Go) template, built from `template_parts` (`bos` is dropped: the runtime adds it)."
     p = {k: (v[len(bos):] if bos and k.startswith('head') and v and v.startswith(bos) else v) for k, v in parts.items()}
     sys_branch = ('{{ if and .Messages (eq (index .Messages 0).Role "system") }}' + _go(p['head_sys']) + '{{ (index .Messages 0).Content }}'
@@ -153,13 +157,13 @@ def ollama_template(parts:dict, bos:str='')->str: # a Go template for the Modelf
             + '{{ end }}{{ end }}' + _go(p['generation_prompt']))
 
 def modelfile(
-    gguf_name:str,         # the .gguf file name (beside the Modelfile)
-    template:str|None,     # Go template from `ollama_template`; None: Ollama reads the GGUF's own template
-    stops:list,            # end-of-turn strings
-    num_ctx:int=2048,      # context window Ollama allocates
-    temperature:float=0.7, # sampling defaults, as `tunebook.eval.generate` samples
-    top_p:float=0.9,
-)->str:                    # the Modelfile text
+    gguf_name:str,          # the .gguf file name (beside the Modelfile)
+    template:str|None,      # Go template from `ollama_template`; None: Ollama reads the GGUF's own template
+    stops:list,             # end-of-turn strings
+    num_ctx:int=2048,       # context window Ollama allocates
+    temperature:float=0.7,  # sampling defaults, as `tunebook.eval.generate` samples
+    top_p:float=0.9,        # nucleus sampling share
+)->str:                     # the Modelfile text
     "An Ollama Modelfile: the weights, the chat template, the stop tokens and sampling defaults."
     lines = [f'FROM ./{gguf_name}']
     if template is not None: lines.append(f'TEMPLATE """{template}"""')
@@ -167,11 +171,15 @@ def modelfile(
     lines += [f'PARAMETER num_ctx {num_ctx}', f'PARAMETER temperature {temperature}', f'PARAMETER top_p {top_p}']
     return '\n'.join(lines) + '\n'
 
-def modelfile_stops(text:str)->list: # the `PARAMETER stop` values of a Modelfile
+def modelfile_stops(
+    text:str,  # a Modelfile
+)->list:       # the `PARAMETER stop` values of a Modelfile
     "Read the stop strings back from a Modelfile."
     return [json.loads(l.split(None, 2)[2]) for l in text.splitlines() if l.startswith('PARAMETER stop ')]
 
-def modelfile_template(text:str)->str|None: # the TEMPLATE of a Modelfile, or None
+def modelfile_template(
+    text:str,  # a Modelfile
+)->str|None:   # the TEMPLATE of a Modelfile, or None
     "Read the template back from a Modelfile."
     return text.split('TEMPLATE """', 1)[1].split('"""', 1)[0] if 'TEMPLATE """' in text else None
 
@@ -229,12 +237,13 @@ GGUF_TOLERANCES = { # quant -> (max logit difference, mean KL in nats) against t
     'f32': (1e-3, 1e-7), 'f16': (0.25, 2e-3), 'bf16': (1.0, 1e-2), 'q8_0': (1.0, 1e-2)}
 
 def check_logits(
-    ref_model, tok,         # the merged model (float32) and the run's tokenizer
-    gguf_file:str|Path,     # the exported file
-    quant:str,              # its weight type, for the tolerance
-    prompts:list|None=None, # held-out prompts; `DEFAULT_PROBES` if None
-    max_new_tokens:int=12,  # greedy tokens per prompt
-)->dict:                    # `fidelity` numbers of the reloaded GGUF, with the tolerance and `ok`
+    ref_model,               # the merged model (float32)
+    tok,                     # the run's tokenizer
+    gguf_file:str|Path,      # the exported file
+    quant:str,               # its weight type, for the tolerance
+    prompts:list|None=None,  # held-out prompts; `DEFAULT_PROBES` if None
+    max_new_tokens:int=12,   # greedy tokens per prompt
+)->dict:                     # `fidelity` numbers of the reloaded GGUF, with the tolerance and `ok`
     "Reload the GGUF with transformers (`gguf_file=`) and compare its logits and greedy output with the merged model."
     g = Path(gguf_file)
     with _no_progress(): cand = AutoModelForCausalLM.from_pretrained(g.parent, gguf_file=g.name, dtype=torch.float32).eval()
@@ -245,7 +254,8 @@ def check_logits(
 
 # %% ../nbs/43_gguf_export.ipynb #99466fcd
 def check_runtime(
-    ref_model, tok,          # the merged model and the run's tokenizer
+    ref_model,               # the merged model
+    tok,                     # the run's tokenizer
     gguf_file:str|Path,      # the exported file
     prompts:list|None=None,  # user prompts; `DEFAULT_PROBES` if None
     max_new_tokens:int=32,   # answer budget
@@ -279,7 +289,7 @@ def check_gguf(
     if gf is None or not (out/'Modelfile').exists(): raise TunebookError(f"{out} holds no .gguf file and Modelfile: not a GGUF export.")
     from tunebook.models import load_tuned
     if ref_model is None: ref_model = _merged(load_tuned(run_dir, dtype=torch.float32, device='cpu')[0])
-    src, _ = _source(run_dir); tok = ensure_chat_template(load_tokenizer(src))
+    src, _ = export_source(run_dir); tok = ensure_chat_template(load_tokenizer(src))
     meta, mf = gguf_metadata(gf), (out/'Modelfile').read_text()
     tpl = modelfile_template(mf); parts = _parts_of(tok) if tpl is not None else None
     quant = read_json(out/'gguf_check.json')['quant'] if (out/'gguf_check.json').exists() else _quant_of(meta)
@@ -292,7 +302,9 @@ def check_gguf(
     return rep
 
 # %% ../nbs/43_gguf_export.ipynb #ba7b1fda
-def problems(rep:dict)->list: # one sentence per failed check
+def problems(
+    rep:dict,  # the `gguf_check.json` report
+)->list:       # one sentence per failed check
     "What a `check_gguf` report says is wrong."
     t, s, l, r, out = rep['template'], rep['stop'], rep['logits'], rep['runtime'], []
     if not t['same_template']: out.append("the GGUF's tokenizer.chat_template is not the template the run was trained with")
@@ -319,7 +331,7 @@ def show_check(
              f"Modelfile {t['modelfile_rendered_identical']}/{t['renderings']}",
              f"  stop: end of turn {s['end_of_turn']!r} = GGUF EOS/EOT: {s['gguf_stops_there']}, in Modelfile stops: {s['modelfile_stops_there']}",
              f"  logits vs merged model: max diff {l['max_logit_diff']:.3g} (<= {l['atol']:g}), mean KL {l['mean_kl']:.3g}, greedy identical {l['greedy_identical']}/{l['prompts']}",
-             f"  llama.cpp: " + (r['skipped'] if 'skipped' in r else f"greedy identical {r['identical']}/{r['prompts']}, stopped {r['stopped']}/{r['should_stop']}"),
+             "  llama.cpp: " + (r['skipped'] if 'skipped' in r else f"greedy identical {r['identical']}/{r['prompts']}, stopped {r['stopped']}/{r['should_stop']}"),
              'PASSED' if rep['passed'] else 'FAILED: ' + '; '.join(rep['problems'])]
     return '\n'.join(lines)
 
@@ -342,7 +354,12 @@ def _ollama(parts, meta, tok): return ollama_template(parts, tok.bos_token if me
 def _quant_of(meta): return {0: 'f32', 1: 'f16', 7: 'q8_0', 32: 'bf16'}.get(meta['file_type'], 'q8_0')
 
 # %% ../nbs/43_gguf_export.ipynb #4e11edf7
-def readme(name:str, gguf_name:str, quant:str, stops:list)->str: # README.md text
+def readme(
+    name:str,       # the model's name
+    gguf_name:str,  # the .gguf file name
+    quant:str,      # its weight type
+    stops:list,     # end-of-turn strings
+)->str:             # README.md text
     "How to run the export with llama.cpp and Ollama."
     return f"""# {name} ({quant} GGUF)
 

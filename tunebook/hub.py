@@ -4,12 +4,12 @@
 
 # %% ../nbs/41_hub.ipynb #d8464c43
 from __future__ import annotations
-import os, re, json, fnmatch, shutil, tempfile, warnings, contextlib
+import os, re, json, fnmatch, tempfile, warnings, contextlib
 from pathlib import Path
 from fastcore.script import call_parse, store_true
 from huggingface_hub import ModelCard, ModelCardData, EvalResult, HfApi
 from .core import TunebookError, RunDir, atomic_dir, write_text, read_json
-from .export import export, hub_id, demo_run
+from .export import export, hub_id
 
 # %% auto #0
 __all__ = ['CARD_TEMPLATE', 'ADAPTER_FILES', 'MODEL_FILES', 'COMMON_FILES', 'usage_code', 'data_report', 'model_card',
@@ -196,7 +196,9 @@ MODEL_FILES   = ['model.safetensors', 'model-*-of-*.safetensors', 'model.safeten
 COMMON_FILES  = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'added_tokens.json', 'tokenizer.model',
                  'vocab.json', 'merges.txt', 'chat_template.jinja', 'chat_template.json', 'generation_config.json', 'fidelity.json', 'README.md']
 
-def allowed_files(merged:bool=False)->list: # glob patterns of the files an upload may contain
+def allowed_files(
+    merged:bool=False,  # a merged model upload instead of an adapter
+)->list:                # glob patterns of the files an upload may contain
     "The upload allowlist: weights as safetensors, configs, tokenizer, model card. No checkpoints, optimizer state, pickles or data."
     return (MODEL_FILES if merged else ADAPTER_FILES) + COMMON_FILES
 
@@ -273,11 +275,11 @@ def preflight(
 )->dict:                   # user, whether the repo exists, whether it is private
     "Check before any work that we can push to `repo_id`: a token, a reachable Hub, write access; warn if the repo is public."
     from huggingface_hub.errors import RepositoryNotFoundError, HfHubHTTPError
-    from tunebook.models import _hub_offline
+    from tunebook.models import hub_offline
     check_repo_id(repo_id)
     token = token or get_token()
     if not token: raise TunebookError("No Hugging Face token found, so nothing can be uploaded.\n" + _LOGIN_HELP)
-    if _hub_offline(): raise TunebookError("Cannot check your Hugging Face token: HF_HUB_OFFLINE is set, so the Hub cannot be reached.\n"
+    if hub_offline(): raise TunebookError("Cannot check your Hugging Face token: HF_HUB_OFFLINE is set, so the Hub cannot be reached.\n"
                                            "  Unset HF_HUB_OFFLINE to upload, or stage the upload locally with --dry-run DIR.")
     api = HfApi(token=token)
     try:

@@ -5,7 +5,7 @@
 # %% ../nbs/44_serve.ipynb #48a4c358
 from __future__ import annotations
 import os, json, time, hmac, uuid, queue, asyncio, threading, logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 import torch
 from fastcore.script import call_parse
@@ -22,7 +22,7 @@ from .eval import encode_prompt, stop_token_ids, greedy_decode
 # %% auto #0
 __all__ = ['ROLES', 'load_for_serving', 'Job', 'decode_jobs', 'Batcher', 'APIError', 'error_response', 'Message', 'ChatRequest',
            'chat_messages', 'Served', 'build_job', 'text_pieces', 'usage', 'completion', 'sse_events', 'make_app',
-           'Server', 'serve_cli']
+           'add_guards', 'add_info_routes', 'add_chat_route', 'Server', 'serve_cli']
 
 # %% ../nbs/44_serve.ipynb #06fd48d6
 def load_for_serving(
@@ -48,7 +48,10 @@ class Job:
     future:object=None           # resolved with (token ids, finish reason): an asyncio future (with `loop`) or a `concurrent.futures.Future`
     loop:object=None             # the event loop that owns an asyncio `future`
     cancelled:bool=False         # set when the client gave up (timeout): the worker skips it
-    def done(self, result=None, error=None):
+    def done(self,
+        result=None, # (new token ids, finish reason)
+        error=None,  # or the exception to raise in the waiting request
+    ):
         "Hand the result (or an exception) to the waiting request, from any thread."
         def _set():
             if self.future is None or self.future.done(): return
@@ -74,7 +77,8 @@ def _finish(new:list, max_tokens:int, batch_max:int, stops:list)->tuple:
 
 @torch.no_grad()
 def decode_jobs(
-    model, tok,         # the served model and its tokenizer
+    model,              # the served model
+    tok,                # its tokenizer
     jobs:list,          # `Job`s with the same sampling settings
     stops:list,         # token ids that end an answer (EOS, end of turn)
 )->list:                # per job: (new token ids, finish reason)
@@ -94,7 +98,8 @@ def decode_jobs(
 class Batcher:
     "A worker thread that owns the model and answers queued `Job`s in batches, with a bounded queue."
     def __init__(self,
-        model, tok,              # the served model and its tokenizer
+        model,                   # the served model
+        tok,                     # its tokenizer
         max_batch:int=16,        # most requests decoded together
         max_queue:int=64,        # most requests waiting; more are refused (HTTP 429)
         batch_wait:float=0.005,  # seconds to wait for company before decoding a lone request
@@ -138,10 +143,20 @@ class Batcher:
 # %% ../nbs/44_serve.ipynb #ad371a2a
 class APIError(Exception):
     "An error the client caused, answered in the OpenAI error shape."
-    def __init__(self, status:int, message:str, type:str='invalid_request_error', param:str|None=None, code:str|None=None):
+    def __init__(self,
+        status:int,                   # HTTP status code
+        message:str,                  # what went wrong, for the client
+        type:str='invalid_request_error', # OpenAI's error type
+        param:str|None=None,          # the request field at fault, if one
+        code:str|None=None,           # OpenAI's machine-readable error code
+    ):
         super().__init__(message); self.status, self.body = status, dict(message=message, type=type, param=param, code=code)
 
-def error_response(e:APIError)->JSONResponse: return JSONResponse({'error': e.body}, status_code=e.status)
+def error_response(
+    e:APIError,     # the error to send
+)->JSONResponse:    # OpenAI's error body with the error's HTTP status
+    "An `APIError` as the JSON response OpenAI's clients expect."
+    return JSONResponse({'error': e.body}, status_code=e.status)
 
 # %% ../nbs/44_serve.ipynb #75920295
 class Message(BaseModel):
@@ -243,11 +258,21 @@ def text_pieces(
     return [full[a:b] for a, b in zip(cuts, cuts[1:])]
 
 # %% ../nbs/44_serve.ipynb #c47b4fed
-def usage(job:Job, new:list)->dict: # OpenAI's `usage` block
+def usage(
+    job:Job,     # the answered request
+    new:list,    # the answer's token ids
+)->dict:         # OpenAI's `usage` block
     "Token counts of one answer."
     return dict(prompt_tokens=len(job.ids), completion_tokens=len(new), total_tokens=len(job.ids)+len(new))
 
-def completion(s:Served, job:Job, new:list, finish:str, cid:str, created:int)->dict: # a `chat.completion` object
+def completion(
+    s:Served,      # the server's state
+    job:Job,       # the answered request
+    new:list,      # the answer's token ids
+    finish:str,    # why it stopped: 'stop' or 'length'
+    cid:str,       # the completion id
+    created:int,   # Unix time of the request
+)->dict:           # a `chat.completion` object
     "The non-streamed answer, in the OpenAI shape."
     msg = dict(role='assistant', content=''.join(text_pieces(s.tok, new)))
     return dict(id=cid, object='chat.completion', created=created, model=s.name,
@@ -256,9 +281,12 @@ def completion(s:Served, job:Job, new:list, finish:str, cid:str, created:int)->d
 def _event(obj)->str: return f"data: {json.dumps(obj)}\n\n"
 
 async def sse_events(
-    s:Served, req:ChatRequest, job:Job, # the server's state, the request and its queued job
-    cid:str, created:int,               # completion id and timestamp
-):
+    s:Served,        # the server's state
+    req:ChatRequest, # the request
+    job:Job,         # its queued job
+    cid:str,         # the completion id
+    created:int,     # Unix time of the request
+):                   # yields server-sent events: `chat.completion.chunk`s, then `[DONE]`
     "Server-sent events for `stream: true`: a role chunk, one chunk per piece of text, the finish reason, `[DONE]`."
     def chunk(delta, finish=None): return _event(dict(id=cid, object='chat.completion.chunk', created=created, model=s.name,
                                                       choices=[dict(index=0, delta=delta, finish_reason=finish)]))
@@ -281,7 +309,8 @@ def _auth_ok(request:Request, key:bytes|None)->bool:
     return hmac.compare_digest(got[7:].encode() if got.lower().startswith('bearer ') else b'', key)
 
 def make_app(
-    model, tok,                  # the model to serve and its tokenizer (with the chat template it was trained with)
+    model,                       # the model to serve
+    tok,                         # its tokenizer (with the chat template it was trained with)
     name:str,                    # the model id clients pass as `model`
     api_key:str|None=None,       # if set, every request needs `Authorization: Bearer <api_key>`
     max_tokens:int=256,          # largest `max_tokens` a request may ask for (also the default)
@@ -294,8 +323,18 @@ def make_app(
     s = Served(model, tok, name, max_tokens, max_context or getattr(model.config, 'max_position_embeddings', 2048), timeout,
                Batcher(model, tok, max_batch, max_queue))
     app = FastAPI(title='tunebook serve', docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.served, key, created = s, (api_key.encode() if api_key else None), int(time.time())
+    app.state.served = s
+    add_guards(app, api_key)
+    add_info_routes(app, s)
+    add_chat_route(app, s)
+    return app
 
+def add_guards(
+    app:FastAPI,            # the app to guard
+    api_key:str|None=None,  # if set, every request needs `Authorization: Bearer <api_key>`
+):
+    "The API key check, and OpenAI-shaped errors for HTTP errors and for anything that fails (never a traceback to the client)."
+    key = api_key.encode() if api_key else None
     @app.middleware('http')
     async def guard(request:Request, call_next):
         if not _auth_ok(request, key):
@@ -308,12 +347,23 @@ def make_app(
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request, e): return error_response(APIError(e.status_code, str(e.detail), code='not_found' if e.status_code == 404 else None))
 
+def add_info_routes(
+    app:FastAPI,  # the app
+    s:Served,     # the served model, its limits and its batcher
+):
+    "`GET /health` (queue and batch statistics) and `GET /v1/models` (the one model served)."
+    created = int(time.time())
     @app.get('/health')
-    def health(): return dict(status='ok', model=name, queued=s.batcher.q.qsize(), **s.batcher.stats)
+    def health(): return dict(status='ok', model=s.name, queued=s.batcher.q.qsize(), **s.batcher.stats)
 
     @app.get('/v1/models')
-    def models(): return dict(object='list', data=[dict(id=name, object='model', created=created, owned_by='tunebook')])
+    def models(): return dict(object='list', data=[dict(id=s.name, object='model', created=created, owned_by='tunebook')])
 
+def add_chat_route(
+    app:FastAPI,  # the app
+    s:Served,     # the served model, its limits and its batcher
+):
+    "`POST /v1/chat/completions`: validate, queue for the batcher, answer whole or streamed, 429 when full, 504 after `s.timeout`."
     @app.post('/v1/chat/completions')
     async def chat_completions(request:Request):
         try: req, job = build_job(s, await request.body())
@@ -328,7 +378,6 @@ def make_app(
         except asyncio.TimeoutError:
             job.cancelled = True
             return error_response(APIError(504, f"No answer within {s.timeout:g} s; try a smaller max_tokens.", type='timeout', code='timeout'))
-    return app
 
 # %% ../nbs/44_serve.ipynb #5c8f6f8b
 class Server:
