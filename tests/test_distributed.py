@@ -57,8 +57,14 @@ def rel_diff(a, b): return (torch.cat([(a[k]-b[k]).flatten() for k in a]).norm()
 @pytest.fixture(scope='module')
 def runs(w):
     "The 1-process run with batch 4 and the 2-process run with batch 2 (in parallel: the machine has 2 cores either way)."
-    t = time.time(); p1 = launch(w, w/'one', nproc=0, batch_size=4); p2 = launch(w, w/'two', nproc=2, batch_size=2)
-    finish(p1); finish(p2); print(f'1-process and 2-process runs: {time.time()-t:.1f} s')
+    # the 2-process run goes through the command line: `tunebook train ... --nproc 2` re-launches itself under torchrun
+    cli = [sys.executable, '-m', 'tunebook.cli', 'train', str(w/'data'), '--out', str(w/'two'), '--model', str(w/'tiny'), '--batch-size', '2',
+           '--max-steps', '6', '--seq-len', '128', '--lr', '1e-3', '--eval-every', '3', '--save-every', '1', '--keep-last', '2',
+           '--seed', '1', '--dropout', '0', '--report-to', 'none', '--nproc', '2']
+    t = time.time(); p1 = launch(w, w/'one', nproc=0, batch_size=4)
+    p2 = subprocess.Popen(cli, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    finish(p1); out = finish(p2); print(f'1-process and 2-process runs: {time.time()-t:.1f} s')
+    assert out.count('done: 6 steps') == 1, out[-3000:] # only the main process prints
     return w/'one', w/'two'
 
 def test_two_processes_match_one_with_double_batch(runs):
@@ -88,12 +94,15 @@ def test_only_the_main_process_writes(runs):
 def test_resume_after_sigkill_of_the_job(w, runs):
     "SIGKILL the whole torchrun job (launcher and both workers) after checkpoint-3; resume; the adapter is torch.equal to the uninterrupted run."
     _, two = runs
+    import psutil # (an accelerate dependency) torchrun starts each worker in its own session: kill the launcher and every worker
     t = time.time(); p = launch(w, w/'killed', nproc=2, batch_size=2)
     ck = w/'killed'/'checkpoints'
     while not (ck/'checkpoint-3'/'manifest.json').exists():
         assert p.poll() is None, p.stdout.read()[-3000:]
-        assert time.time() - t < 300; time.sleep(0.05)
-    import psutil # (an accelerate dependency) torchrun starts each worker in its own session: kill the launcher and every worker
+        if time.time() - t > 300: # a hung job: stop it and show what it printed
+            for q in [psutil.Process(p.pid)] + psutil.Process(p.pid).children(recursive=True): q.kill()
+            pytest.fail('no checkpoint-3 after 300 s: ' + p.communicate()[0][-3000:])
+        time.sleep(0.05)
     procs = [psutil.Process(p.pid)] + psutil.Process(p.pid).children(recursive=True)
     assert len(procs) >= 3, 'expected the launcher and two workers'
     for q in procs: q.send_signal(signal.SIGKILL)
