@@ -4,9 +4,9 @@ from pathlib import Path
 import numpy as np, pytest, torch
 from tunebook.core import TunebookError, RunDir, read_json, write_json
 from tunebook.models import tiny_encoder
-from tunebook.clean import prep
+from tunebook.clean import prep, class_balance
 from tunebook.models import MINILM
-from tunebook.classify import (prepared_classification, class_balance, load_classifier, predict, train_classifier,
+from tunebook.classify import (prepared_classification, load_classifier, predict, train_classifier,
                                load_classifier_run, evaluate_classifier, classification_metrics, class_weights, oversample_classes)
 
 def prepare(src, out): prep(src, out, format='classification', tokenizer=MINILM); return out
@@ -119,9 +119,11 @@ def test_minilm_lora_beats_the_linear_probe(tmp_path):
     assert m['diff_ci95'][0] > 0, m
 
 def test_tunebook_train_delegates_here(tmp_path, tiny, data_dir):
-    "`tunebook.train.train` sees task 'classification' in the prep report and hands the run to `train_classifier`."
+    "The training stage's settings reach `train_classifier` (what `tunebook train` routes here); `train.train` itself names this stage."
     from tunebook.train import train
-    s = train(data_dir, tmp_path/'run', model=str(tiny), max_steps=2, batch_size=4)
+    from tunebook.classify import train_from_train_args
+    with pytest.raises(TunebookError, match='train_classifier'): train(data_dir, tmp_path/'other', model=str(tiny), max_steps=2)
+    s = train_from_train_args(data_dir, tmp_path/'run', model=str(tiny), max_steps=2, batch_size=4)
     assert s['task'] == 'classification' and s['steps'] == 2 and (tmp_path/'run'/'adapter'/'adapter_config.json').exists()
 
 def test_cli_train_classification(tmp_path, tiny, data_dir, capsys):

@@ -4,23 +4,25 @@
 
 # %% ../nbs/50_classify.ipynb #4e583d1c
 from __future__ import annotations
-import os, time, json, math, shutil, tempfile, contextlib, warnings
+import time, shutil, contextlib, warnings
 from pathlib import Path
 import numpy as np, torch
 import torch.nn.functional as F
-from datasets import Dataset, DatasetDict, ClassLabel, load_from_disk
-from transformers import Trainer, TrainingArguments, DataCollatorWithPadding, TrainerCallback, PrinterCallback
+from datasets import Dataset, ClassLabel
+from transformers import Trainer, TrainingArguments, DataCollatorWithPadding, PrinterCallback
 from .core import (TunebookError, RunDir, seed_everything, write_json, write_text, read_json, atomic_dir,
-                           default_device, default_dtype, peak_memory_mb)
-from .models import MINILM, load_base, load_tokenizer, tiny_encoder, model_summary
-from .clean import prep, load_prepared, class_balance # rows per label per split (also in the prep report)
+                           default_device, peak_memory_mb)
+from .models import MINILM, DEFAULT_MODEL, load_base, load_tuned, model_summary
+from .clean import load_prepared
 from .metrics import per_class_prf
 from .methods import METHODS, method_config
+from .train import MetricsLog, plot_losses, cli_train_kwargs  # the training stage's loss plot and command line
 
 # %% auto #0
 __all__ = ['prepared_classification', 'load_classifier', 'predict', 'confusion_matrix', 'classification_metrics',
            'plot_confusion', 'head_module', 'head_inputs', 'linear_probe', 'class_weights', 'oversample_classes',
-           'head_modules', 'classifier_peft_config', 'train_classifier', 'load_classifier_run', 'evaluate_classifier']
+           'head_modules', 'classifier_peft_config', 'train_classifier', 'train_from_train_args', 'train_from_cli',
+           'load_classifier_run', 'classifier_report_md', 'evaluate_classifier', 'evaluate_from_cli']
 
 # %% ../nbs/50_classify.ipynb #d3b358ff
 def prepared_classification(
@@ -198,22 +200,61 @@ def classifier_peft_config(
     return cfg
 
 # %% ../nbs/50_classify.ipynb #54a6b8b0
-class _JsonlLog(TrainerCallback):
-    "Append every `Trainer` log (train loss, eval metrics) to metrics.jsonl as it happens."
-    def __init__(self, path:Path): self.path = Path(path)
-    def on_log(self, args, state, control, logs=None, **kw):
-        with open(self.path, 'a', encoding='utf-8') as f: f.write(json.dumps({'step': state.global_step, 'epoch': state.epoch, **(logs or {})}) + '\n')
+def _classifier_net(model, labels:list, method:str, r, alpha, dropout, targets, device)->tuple: # (model, tokenizer)
+    "The encoder with a fresh head for `labels`, wrapped in the PEFT adapter of `method` (none for 'full')."
+    net, tok = load_classifier(model, labels, device=device)
+    if method == 'full': return net, tok
+    from peft import get_peft_model
+    net = get_peft_model(net, classifier_peft_config(net, method, r=r, alpha=alpha, dropout=dropout, targets=targets))
+    net.peft_config['default'].base_model_name_or_path = str(model)   # the name the user gave, never a cache path
+    return net, tok
 
-def _plot_losses(metrics_path:Path, out:Path):
-    "loss.png: training loss per logged step and validation loss per evaluation."
-    import matplotlib; import matplotlib.pyplot as plt
-    rows = [json.loads(l) for l in Path(metrics_path).read_text().splitlines() if l.strip()]
-    fig, ax = plt.subplots(figsize=(5, 3))
-    for key, style in (('loss', '-'), ('eval_loss', 'o-')):
-        pts = [(r['step'], r[key]) for r in rows if key in r]
-        if pts: ax.plot(*zip(*pts), style, label=key.replace('loss', 'train loss') if key == 'loss' else 'validation loss')
-    ax.set_xlabel('step'); ax.set_ylabel('cross-entropy'); ax.legend(); fig.tight_layout()
-    fig.savefig(out, dpi=80); plt.close(fig)
+def _encoded_splits(dd, tok, max_length:int, oversample:bool, seed:int)->tuple: # (train, validation) token ids and labels
+    "Tokenize the train split (oversampled if asked) and the validation split."
+    train = oversample_classes(dd['train'], seed) if oversample else dd['train']
+    enc = lambda d: d.map(lambda b: tok(b['text'], truncation=True, max_length=max_length), batched=True, remove_columns=['text'])
+    return enc(train), enc(dd['validation'])
+
+def _classifier_trainer(net, tok, run:RunDir, train_t, val_t, labels:list, weight, epochs, max_steps, lr, batch_size, eval_every, seed, device)->Trainer:
+    "A `Trainer` for the classifier: linear warmup and decay, no checkpoints, the training lesson's metrics log, TensorBoard."
+    args = TrainingArguments(output_dir=str(run.checkpoints), num_train_epochs=epochs, max_steps=max_steps or -1, learning_rate=lr,
+                             per_device_train_batch_size=batch_size, per_device_eval_batch_size=64, warmup_steps=0.1,
+                             weight_decay=0.01, lr_scheduler_type='linear', logging_steps=min(5, max_steps or 5),
+                             eval_strategy='steps' if eval_every else 'epoch', eval_steps=eval_every,
+                             save_strategy='no', report_to='none', label_names=['labels'], seed=seed, data_seed=seed,
+                             use_cpu=device == 'cpu', dataloader_num_workers=0, disable_tqdm=True)
+    cbs = [MetricsLog(run.metrics)]
+    with contextlib.suppress(ImportError):
+        from torch.utils.tensorboard import SummaryWriter
+        from transformers.integrations import TensorBoardCallback
+        cbs.append(TensorBoardCallback(SummaryWriter(str(run.logs))))
+    loss_fn = (lambda outputs, y, num_items_in_batch=None: F.cross_entropy(outputs.logits.float(), y, weight=weight)) if weight is not None else None
+    trainer = Trainer(model=net, args=args, train_dataset=train_t, eval_dataset=val_t, processing_class=tok, data_collator=DataCollatorWithPadding(tok),
+                      compute_loss_func=loss_fn, compute_metrics=lambda p: classification_metrics(p.label_ids, p.predictions.argmax(-1), labels), callbacks=cbs)
+    trainer.remove_callback(PrinterCallback)  # metrics.jsonl and the summary say it better than a dict per log
+    return trainer
+
+def _save_classifier(trainer, tok, run:RunDir, method:str)->Path: # the folder written: adapter/ or model/
+    "The adapter (with the head, and config.json holding the label names) or the full model, with the tokenizer."
+    folder = run.model if method == 'full' else run.adapter
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')  # PEFT looks for the alias on the Hub to check the vocabulary; it is the bundled model
+        trainer.model.save_pretrained(str(folder)); tok.save_pretrained(str(folder))
+    if method != 'full': trainer.model.base_model.model.config.save_pretrained(str(folder))  # label names beside the adapter
+    return folder
+
+def _classifier_summary(trainer, result, val:dict, train_t, batch_size, runtime, model, method, config, device, net, data_dir,
+                        report, labels, folder)->dict:
+    "summary.json of a classifier run: the keys every run has, plus the labels and the validation scores."
+    real_tokens = int(sum(map(len, train_t['input_ids'])) * trainer.state.global_step * batch_size / max(len(train_t), 1))
+    return dict(
+        base_model=str(model), task='classification', method=method, config=config, steps=trainer.state.global_step,
+        train_loss=round(result.training_loss, 4), val_loss=round(val['eval_loss'], 4), real_tokens=real_tokens,
+        tokens_per_s=round(real_tokens/max(runtime, 1e-9), 1), peak_memory_mb=peak_memory_mb(device),
+        runtime_s=round(runtime, 1), device=device, dtype=str(next(net.parameters()).dtype).replace('torch.', ''),
+        data_dir=str(data_dir), data_report={k: report[k] for k in ('task', 'counts', 'hashes', 'labels') if k in report},
+        labels=labels, trainable_params=model_summary(trainer.model)['trainable'], artifact=folder.name,
+        val_metrics={k[5:]: v for k, v in val.items() if k.startswith('eval_') and not k.endswith(('runtime', 'per_second'))})
 
 # %% ../nbs/50_classify.ipynb #0e8fcf60
 def train_classifier(
@@ -241,61 +282,61 @@ def train_classifier(
     "Fine-tune an encoder classifier on prepared data and write a run folder."
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in locals().items()}
     run = RunDir(out)
-    if resume and run.summary.exists() and not overwrite: return read_json(run.summary)
+    if resume and run.finished and not overwrite: return read_json(run.summary)
     if method not in METHODS or method == 'qlora':
         raise TunebookError(f"method {method!r} is not supported for classification; choose one of {[m for m in METHODS if m != 'qlora']}.")
     if run.root.exists() and any(run.root.iterdir()) and not overwrite:
         raise TunebookError(f"{out} already holds a run; tunebook will not overwrite it (pick a new --out or pass overwrite=True).")
     dd, report, labels = prepared_classification(data_dir)
     device = device or default_device(); lr = lr or (1e-4 if method == 'full' else 1e-3); seed_everything(seed)
-    net, tok = load_classifier(model, labels, device=device)
-    if method != 'full':
-        from peft import get_peft_model
-        net = get_peft_model(net, classifier_peft_config(net, method, r=r, alpha=alpha, dropout=dropout, targets=targets))
-        net.peft_config['default'].base_model_name_or_path = str(model)   # the name the user gave, never a cache path
-    train = oversample_classes(dd['train'], seed) if oversample else dd['train']
-    enc = lambda d: d.map(lambda b: tok(b['text'], truncation=True, max_length=max_length), batched=True, remove_columns=['text'])
-    train_t, val_t = enc(train), enc(dd['validation'])
+    net, tok = _classifier_net(model, labels, method, r, alpha, dropout, targets, device)
+    train_t, val_t = _encoded_splits(dd, tok, max_length, oversample, seed)
     weight = class_weights(dd['train']['label'], len(labels)).to(device) if class_weight else None
-    loss_fn = (lambda outputs, y, num_items_in_batch=None: F.cross_entropy(outputs.logits.float(), y, weight=weight)) if class_weight else None
-    metrics = lambda p: classification_metrics(p.label_ids, p.predictions.argmax(-1), labels)
     with atomic_dir(out, overwrite=overwrite) as tmp:
         tmp = RunDir(tmp)
-        args = TrainingArguments(output_dir=str(tmp.checkpoints), num_train_epochs=epochs, max_steps=max_steps or -1, learning_rate=lr,
-                                 per_device_train_batch_size=batch_size, per_device_eval_batch_size=64, warmup_steps=0.1,
-                                 weight_decay=0.01, lr_scheduler_type='linear', logging_steps=min(5, max_steps or 5),
-                                 eval_strategy='steps' if eval_every else 'epoch', eval_steps=eval_every,
-                                 save_strategy='no', report_to='none', label_names=['labels'], seed=seed, data_seed=seed,
-                                 use_cpu=device == 'cpu', dataloader_num_workers=0, disable_tqdm=True)
-        cbs = [_JsonlLog(tmp.metrics)]
-        with contextlib.suppress(ImportError):
-            from torch.utils.tensorboard import SummaryWriter
-            from transformers.integrations import TensorBoardCallback
-            cbs.append(TensorBoardCallback(SummaryWriter(str(tmp.logs))))
-        trainer = Trainer(model=net, args=args, train_dataset=train_t, eval_dataset=val_t, processing_class=tok,
-                          data_collator=DataCollatorWithPadding(tok), compute_loss_func=loss_fn, compute_metrics=metrics, callbacks=cbs)
-        trainer.remove_callback(PrinterCallback)  # metrics.jsonl and the summary say it better than a dict per log
+        trainer = _classifier_trainer(net, tok, tmp, train_t, val_t, labels, weight, epochs, max_steps, lr, batch_size, eval_every, seed, device)
         t0 = time.time(); result = trainer.train(); runtime = time.time() - t0
         evals = [h for h in trainer.state.log_history if 'eval_loss' in h]
         val = evals[-1] if evals and evals[-1]['step'] == trainer.state.global_step else trainer.evaluate()
-        folder = tmp.model if method == 'full' else tmp.adapter
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore')  # PEFT looks for the alias on the Hub to check the vocabulary; it is the bundled model
-            trainer.model.save_pretrained(str(folder)); tok.save_pretrained(str(folder))
-        if method != 'full': trainer.model.base_model.model.config.save_pretrained(str(folder))  # label names beside the adapter
-        real_tokens = int(sum(map(len, train_t['input_ids'])) * trainer.state.global_step * batch_size / max(len(train_t), 1))
-        summary = dict(
-            base_model=str(model), task='classification', method=method, config=config, steps=trainer.state.global_step,
-            train_loss=round(result.training_loss, 4), val_loss=round(val['eval_loss'], 4), real_tokens=real_tokens,
-            tokens_per_s=round(real_tokens/max(runtime, 1e-9), 1), peak_memory_mb=peak_memory_mb(device),
-            runtime_s=round(runtime, 1), device=device, dtype=str(next(net.parameters()).dtype).replace('torch.', ''),
-            data_dir=str(data_dir), data_report={k: report[k] for k in ('task', 'counts', 'hashes', 'labels') if k in report},
-            labels=labels, trainable_params=model_summary(trainer.model)['trainable'], artifact=folder.name,
-            val_metrics={k[5:]: v for k, v in val.items() if k.startswith('eval_') and not k.endswith(('runtime', 'per_second'))})
+        folder = _save_classifier(trainer, tok, tmp, method)
+        summary = _classifier_summary(trainer, result, val, train_t, batch_size, runtime, model, method, config, device, net, data_dir,
+                                      report, labels, folder)
         write_json(tmp.summary, summary)
-        _plot_losses(tmp.metrics, tmp.loss_plot)
+        import matplotlib.pyplot as plt; plt.close(plot_losses(tmp.metrics, tmp.loss_plot)) # the training lesson's plot
         shutil.rmtree(tmp.checkpoints, ignore_errors=True)
     return summary
+
+# %% ../nbs/50_classify.ipynb #de4451d9
+_TRAIN_ONLY = dict(grad_accum=1, packing=True, eval_every=50, early_stopping=None, save_every=None, keep_last=2, warmup=0.05,
+                   schedule='cosine', grad_clip=1.0, grad_ckpt=False, dtype=None, overflow='truncate', weight_decay=0.0) # `train` settings with no meaning here
+_IGNORED = ('task', 'resume', 'live_plot', 'report_to', 'callbacks') # `train` settings that do not change a classifier run
+
+def train_from_train_args(
+    data_dir:str|Path, out:str|Path,  # prepared classification data and the run folder, as for `train`
+    model:str=DEFAULT_MODEL,          # the training lesson's default means the bundled MiniLM here
+    method:str='lora', epochs:float=1.0, max_steps:int|None=None, batch_size:int=8, seed:int=0, device:str|None=None,
+    overwrite:bool=False,             # as for `train_classifier`
+    lr:float=2e-4,                    # `train`'s default (2e-4) means this lesson's default (1e-3 adapters, 1e-4 full)
+    seq_len:int=512,                  # `max_length`; `train`'s default (512) means this lesson's (128)
+    verbose:bool=True,                # say which settings do not apply
+    **kwargs,                         # other `train` settings: named when they do not apply
+)->dict:                              # the run summary
+    "Train a classifier from `tunebook.train.train`'s settings: what `tunebook train` does with a classification folder."
+    unused = [k for k, d in _TRAIN_ONLY.items() if k in kwargs and kwargs[k] != d]
+    method_kw = {k: v for k, v in kwargs.items() if k not in _TRAIN_ONLY and k not in _IGNORED}
+    unused += [k for k, v in method_kw.items() if k not in ('r', 'alpha', 'targets') or (k == 'targets' and v != 'auto')]
+    if unused and verbose: print(f"note: a classification run does not use {', '.join('--' + k.replace('_', '-') for k in unused)}: "
+                                 f"those settings are ignored (see `tunebook train --help` and the classification lesson).")
+    return train_classifier(data_dir, out, model=MINILM if model == DEFAULT_MODEL else model, method=method, epochs=epochs,
+                            max_steps=max_steps or -1, lr=None if lr == 2e-4 else lr, batch_size=batch_size,
+                            **({} if seq_len == 512 else dict(max_length=seq_len)), seed=seed, device=device, overwrite=overwrite,
+                            **{k: v for k, v in method_kw.items() if k in ('r', 'alpha')})
+
+def train_from_cli(
+    **values, # a parsed `tunebook train` command line (the training lesson's `train_cli` parameters)
+)->dict:      # the run summary
+    "`tunebook train` for a classification data folder (the CLI routes it here by task)."
+    return train_from_train_args(**cli_train_kwargs(values))
 
 # %% ../nbs/50_classify.ipynb #32f47afa
 def load_classifier_run(
@@ -303,18 +344,7 @@ def load_classifier_run(
     device:str|None=None,    # `default_device()` if None
 ):                           # (model, tokenizer), in eval mode
     "Load a trained classifier (base + adapter + head, or a full model) from a run folder."
-    p = path.root if isinstance(path, RunDir) else Path(path)
-    if (p/'adapter').is_dir(): p = p/'adapter'
-    elif (p/'model'/'config.json').exists(): p = p/'model'
-    if (p/'adapter_config.json').exists():
-        from peft import PeftConfig, PeftModel
-        if not (p/'config.json').exists(): raise TunebookError(f"{p} has no config.json with the label names; it was not written by train_classifier.")
-        id2label = read_json(p/'config.json').get('id2label') or {}
-        labels = [id2label[str(i)] for i in range(len(id2label))]
-        model, _ = load_classifier(PeftConfig.from_pretrained(str(p)).base_model_name_or_path, labels, device=device)
-        return PeftModel.from_pretrained(model, str(p)).eval(), load_tokenizer(p)
-    if not (p/'config.json').exists(): raise TunebookError(f"{path} holds neither an adapter nor a model (no config.json).")
-    model, tok = load_base(p, task='classification', device=device)
+    model, tok = load_tuned(path, device=device, task='classification') # the models lesson reads every run folder
     return model.eval(), tok
 
 # %% ../nbs/50_classify.ipynb #5d11faf5
@@ -328,8 +358,10 @@ def _bootstrap(y, pb, pt, labels:list, n_boot:int=1000, seed:int=0)->dict:
     ci = lambda a: [round(float(np.percentile(a, 2.5)), 4), round(float(np.percentile(a, 97.5)), 4)]
     return {k: [ci(np.array(v)[:, j]) for j in range(3)] for k, v in draws.items()}
 
-def _eval_md(rep:dict)->str:
-    "eval.md: the metrics table of an evaluation report."
+def classifier_report_md(
+    rep:dict, # a report from `evaluate_classifier`
+)->str:       # markdown: a title and the metrics table with 95% intervals
+    "eval.md of a classifier run: base vs tuned, every metric with its bootstrap interval."
     lines = [f"# Evaluation: {rep['tuned']} vs {rep['base']} ({rep['base_kind']})", '',
              f"{rep['n']} texts from the `{rep['split']}` split of `{rep['data_dir']}`. 95% bootstrap intervals in brackets.", '',
              '| metric | base | tuned | tuned - base |', '|---|---|---|---|']
@@ -385,6 +417,27 @@ def evaluate_classifier(
                confusion=dict(base=confusion_matrix(y, pb, len(labels)).tolist(), tuned=confusion_matrix(y, pt, len(labels)).tolist()),
                forgetting=None,
                examples=[dict(text=ds['text'][i], label=labels[y[i]], base=labels[pb[i]], tuned=labels[pt[i]]) for i in order])
-    write_json(run.eval_json, rep); write_text(run.eval_md, _eval_md(rep))
+    write_json(run.eval_json, rep); write_text(run.eval_md, classifier_report_md(rep))
     _eval_png(rep, (np.array(rep['confusion']['base']), np.array(rep['confusion']['tuned'])), labels, run.root/'eval.png')
+    return rep
+
+# %% ../nbs/50_classify.ipynb #22835185
+def evaluate_from_cli(
+    model:str,            # the classifier run folder
+    data:str|None=None,   # prepared data; the run's `summary.json` data_dir if None
+    split:str='test',     # split to score
+    out:str|None=None,    # must be the run folder (or None): the report lives beside the run
+    n_examples:int=5,     # texts shown in the report
+    limit:int|None=None, compare_base:bool=False, max_new_tokens:int=64, batch_size:int=16, # `tunebook eval` options with no meaning here
+):
+    "`tunebook eval` for a classifier run: scored against its linear-probe baseline, the report printed and written into the run."
+    p = Path(model)
+    if limit: print(f"note: --limit is ignored for classification (scoring all of '{split}' takes seconds)")
+    ignored = [o for o, given in (('--compare-base', compare_base), ('--max-new-tokens', max_new_tokens != 64), ('--batch-size', batch_size != 16)) if given]
+    if ignored: print(f"note: a classification run is always compared with its linear-probe baseline and generates nothing: "
+                      f"{', '.join(ignored)} {'does' if len(ignored) == 1 else 'do'} not apply and {'is' if len(ignored) == 1 else 'are'} ignored")
+    if out is not None and Path(out).resolve() != p.resolve(): raise TunebookError(
+        f"A classification report is written into its run folder ({p}); leave out --out DIR.")
+    rep = evaluate_classifier(p, data, split=split, n_examples=n_examples)
+    print(classifier_report_md(rep)); print(f"\nreport: {p/'eval.md'}")
     return rep

@@ -5,10 +5,11 @@
 # %% ../nbs/90_cli.ipynb #7234fa6c
 from __future__ import annotations
 import sys, importlib
-from .core import TunebookError
+from pathlib import Path
+from .core import TunebookError, RunDir, task_of
 
 # %% auto #0
-__all__ = ['COMMANDS', 'run_command', 'main']
+__all__ = ['COMMANDS', 'TASK_ROUTES', 'run_command', 'command_task', 'main']
 
 # %% ../nbs/90_cli.ipynb #4620cc96
 COMMANDS = { # command -> (module, function, one-line help); each function is a fastcore `call_parse` CLI
@@ -42,14 +43,42 @@ def run_command(
     cmd:str,   # a key of `COMMANDS`
     args:list, # its command-line arguments
 ):
-    "Parse `args` for the stage command `cmd` (from its signature and docments) and run it."
+    "Parse `args` for the stage command `cmd` (from its signature and docments) and run it, or the task's own stage (`TASK_ROUTES`)."
     import inspect
     from fastcore.script import anno_parser
     mod, fn, _ = COMMANDS[cmd]
     func = inspect.unwrap(getattr(importlib.import_module(mod), fn))
     ns = vars(anno_parser(func, prog=f'tunebook {cmd}').parse_args([_norm_option(a) for a in args]))
     for k in ('pdb', 'xtra'): ns.pop(k, None)
+    if route := TASK_ROUTES.get((cmd, command_task(cmd, ns))): func = getattr(importlib.import_module(route[0]), route[1])
     return func(**ns)
+
+# %% ../nbs/90_cli.ipynb #de44d6ee
+TASK_ROUTES = { # (command, task) -> (module, function) taking the command's parsed options
+    ('train', 'classification'): ('tunebook.classify', 'train_from_cli'),
+    ('eval', 'classification'):  ('tunebook.classify', 'evaluate_from_cli'),
+}
+
+def _train_data(ns:dict)->tuple: # (data folder, task asked for)
+    if not ns.get('config'): return ns.get('data_dir'), ns.get('task', 'auto')
+    from tunebook.config import load_config
+    cfg = load_config(ns['config'])
+    return ns.get('data_dir') or cfg.data_dir, ns['task'] if ns.get('task', 'auto') != 'auto' else cfg.task
+
+def _eval_data(ns:dict)->tuple: # (data folder of a finished run, 'auto'); a model that is not a finished run has no task to route by
+    from tunebook.models import read_json_checked
+    run = RunDir(ns['model'])
+    return (ns.get('data') or read_json_checked(run.summary).get('data_dir')) if run.finished else None, 'auto'
+
+def command_task(
+    cmd:str,  # a key of `COMMANDS`
+    ns:dict,  # its parsed options
+)->str|None:  # 'chat', 'text', 'classification', or None when the command has no prepared data folder to ask
+    "The task a command line works on: as asked (`--task`), else its prepared data folder's (`task_of`)."
+    if cmd not in {c for c, _ in TASK_ROUTES}: return None
+    data, asked = (_train_data if cmd == 'train' else _eval_data)(ns)
+    if asked not in (None, 'auto'): return asked
+    return task_of(data) if data and (Path(data)/'report.json').exists() else None
 
 # %% ../nbs/90_cli.ipynb #3dfa7b9d
 def main(argv:list|None=None)->int: # process exit status

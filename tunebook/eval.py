@@ -4,16 +4,16 @@
 
 # %% ../nbs/31_eval.ipynb #59a69b26
 from __future__ import annotations
-import math, json, time
+import math
 from pathlib import Path
 import numpy as np, torch, torch.nn.functional as F
-from datasets import Dataset, DatasetDict
+from datasets import Dataset
 from fastcore.script import call_parse, store_true
-from .core import TunebookError, RunDir, atomic_file, write_json, write_text, read_json, seed_everything
-from .models import load_base, load_tuned, read_json_checked
+from .core import TunebookError, RunDir, atomic_file, write_json, write_text, seed_everything, task_of
+from .models import load_tuned, read_json_checked
 from .clean import load_prepared
 from .format import tokenize_dataset, PaddedCollator, ensure_chat_template, adds_bos, end_of_turn_id
-from .metrics import load_metric, bleu_from_stats, per_class_prf, normalize_answer
+from .metrics import load_metric, bleu_from_stats, per_class_prf
 
 # %% auto #0
 __all__ = ['STATISTICS', 'GENERAL_TEXTS', 'TEXT_METRICS', 'load_split', 'check_schema', 'token_nll', 'perplexity',
@@ -33,7 +33,7 @@ def load_split(
     if split not in dsd:
         raise TunebookError(f"{data_dir} has no '{split}' split (it has: {', '.join(dsd)}). "
                             f"Pass --split with one of those, or re-run `tunebook prep` to make a held-out test split.")
-    ds, task = dsd[split], (report or {}).get('task') or _guess_task(dsd[split])
+    ds, task = dsd[split], task_of(data_dir)
     if len(ds) == 0:
         others = ', '.join(f"{k} {len(v)}" for k, v in dsd.items() if k != split)
         raise TunebookError(f"{data_dir}: the '{split}' split is empty (0 rows; {others}), so there is nothing to evaluate on it. "
@@ -42,10 +42,6 @@ def load_split(
     check_schema(ds, task, f"{data_dir} ({split})")
     if limit: ds = ds.select(range(min(int(limit), len(ds))))
     return ds, task
-
-def _guess_task(ds)->str:
-    if 'messages' in ds.column_names: return 'chat'
-    return 'classification' if 'label' in ds.column_names else 'text'
 
 # %% ../nbs/31_eval.ipynb #d4e81173
 _NEEDS = {'chat': ['messages'], 'text': ['text'], 'classification': ['text', 'label']}
@@ -360,11 +356,9 @@ def base_model_of(
     run:str|Path, # a run folder or an adapter folder
 )->str|None:      # the base model's name as the user gave it, or None for a full model
     "The base model an adapter was trained from."
-    p = Path(run)
-    for cfg in (p/'adapter'/'adapter_config.json', p/'adapter_config.json'):
-        if cfg.exists(): return read_json_checked(cfg).get('base_model_name_or_path')
-    if (p/'summary.json').exists(): return read_json_checked(p/'summary.json').get('base_model')
-    return None
+    rd = RunDir(run)
+    if rd.kind == 'adapter': return read_json_checked(rd.weights/'adapter_config.json').get('base_model_name_or_path')
+    return read_json_checked(rd.summary).get('base_model') if rd.finished else None
 
 def load_for_eval(
     x,                       # (model, tokenizer), a run folder, an adapter or model folder, an alias or a Hub id
@@ -372,9 +366,8 @@ def load_for_eval(
 )->tuple:                    # (model, tokenizer, name)
     "Load a model to evaluate, with a clear error for a run folder that holds no model."
     if isinstance(x, (tuple, list)): return x[0], x[1], getattr(x[0], 'name_or_path', type(x[0]).__name__)
-    p = Path(x)
-    if p.is_dir() and (RunDir(p).summary.exists() or RunDir(p).checkpoints.exists()) and \
-       not (RunDir(p).adapter.is_dir() or (RunDir(p).model/'config.json').exists()):
+    p = RunDir(x).root
+    if p.is_dir() and (RunDir(p).finished or RunDir(p).checkpoints.exists()) and RunDir(p).kind is None:
         raise TunebookError(f"{p} is a run folder without an adapter/ or model/: training did not finish. "
                             f"Resume it with `tunebook train ... --out {p}`, or evaluate a checkpoint folder inside it.")
     m, tok = load_tuned(x, task='classification' if task == 'classification' else 'causal-lm')
@@ -388,7 +381,7 @@ def _metrics(b:dict|None, t:dict, task, n_boot, seed, seq_len:int=512, ref_token
         acc = lambda d: (d['labels'][0] == d['labels'][1]).astype(float)
         return dict(accuracy=metric_entry('mean', b and acc(b), acc(t), True, n_boot, seed),
                     macro_f1=metric_entry('macro_f1', b and b['labels'], t['labels'], True, n_boot, seed))
-    (tn, tc), n = t['ppl'], len(t['ppl'][0])
+    (_, tc), n = t['ppl'], len(t['ppl'][0])
     keep = (tc > 0) & ((b['ppl'][1] > 0) if b is not None else True) # rows with answer tokens (in both models: paired)
     why = f"{n - int(keep.sum())} of {n} rows have no answer token within seq_len {seq_len} (the prompt fills it)"
     sel = lambda d: (d['ppl'][0][keep], d['ppl'][1][keep])
@@ -411,7 +404,7 @@ def run_seq_len(
     if seq_len is not None: return int(seq_len), 'asked'
     if isinstance(tuned, (str, Path)):
         for p in (Path(tuned), Path(tuned).parent):
-            if (p/'summary.json').exists() and (v := (read_json_checked(p/'summary.json').get('config') or {}).get('seq_len')): return int(v), f"the run's summary.json"
+            if (p/'summary.json').exists() and (v := (read_json_checked(p/'summary.json').get('config') or {}).get('seq_len')): return int(v), "the run's summary.json"
     return 512, 'default'
 
 def compare(
@@ -564,18 +557,6 @@ def eval_cli(
     if data is None:
         data = read_json_checked(p/'summary.json').get('data_dir') if (p/'summary.json').exists() else None
         if not data: raise TunebookError("Which data? Pass --data DATA_DIR (a folder written by `tunebook prep`).")
-    rep_json = Path(data)/'report.json'
-    if p.is_dir() and rep_json.exists() and read_json_checked(rep_json).get('task') == 'classification' and RunDir(p).summary.exists():
-        from tunebook.classify import evaluate_classifier, _eval_md # a classifier run: its baseline is the linear probe
-        if limit: print(f"note: --limit is ignored for classification (scoring all of '{split}' takes seconds)")
-        ignored = [o for o, given in (('--compare-base', compare_base), ('--max-new-tokens', max_new_tokens != 64), ('--batch-size', batch_size != 16)) if given]
-        if ignored: print(f"note: a classification run is always compared with its linear-probe baseline and generates nothing: "
-                          f"{', '.join(ignored)} {'does' if len(ignored) == 1 else 'do'} not apply and {'is' if len(ignored) == 1 else 'are'} ignored")
-        if out is not None and Path(out).resolve() != p.resolve(): raise TunebookError(
-            f"A classification report is written into its run folder ({p}); leave out --out DIR.")
-        rep = evaluate_classifier(p, data, split=split, n_examples=n_examples)
-        print(_eval_md(rep)); print(f"\nreport: {p/'eval.md'}")
-        return
     base = None
     if compare_base:
         base = base_model_of(p) if p.is_dir() else None
