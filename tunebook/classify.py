@@ -324,19 +324,21 @@ def train_from_train_args(
     "Train a classifier from `tunebook.train.train`'s settings: what `tunebook train` does with a classification folder."
     unused = [k for k, d in _TRAIN_ONLY.items() if k in kwargs and kwargs[k] != d]
     method_kw = {k: v for k, v in kwargs.items() if k not in _TRAIN_ONLY and k not in _IGNORED}
-    unused += [k for k, v in method_kw.items() if k not in ('r', 'alpha', 'targets') or (k == 'targets' and v != 'auto')]
+    unused += [k for k, v in method_kw.items() if k not in ('r', 'alpha', 'dropout', 'targets') or (k == 'targets' and v != 'auto')]
     if unused and verbose: print(f"note: a classification run does not use {', '.join('--' + k.replace('_', '-') for k in unused)}: "
                                  f"those settings are ignored (see `tunebook train --help` and the classification lesson).")
     return train_classifier(data_dir, out, model=MINILM if model == DEFAULT_MODEL else model, method=method, epochs=epochs,
                             max_steps=max_steps or -1, lr=None if lr == 2e-4 else lr, batch_size=batch_size,
                             **({} if seq_len == 512 else dict(max_length=seq_len)), seed=seed, device=device, overwrite=overwrite,
-                            **{k: v for k, v in method_kw.items() if k in ('r', 'alpha')})
+                            **{k: v for k, v in method_kw.items() if k in ('r', 'alpha', 'dropout')})
 
 def train_from_cli(
     **values, # a parsed `tunebook train` command line (the training lesson's `train_cli` parameters)
 )->dict:      # the run summary
     "`tunebook train` for a classification data folder (the CLI routes it here by task)."
-    return train_from_train_args(**cli_train_kwargs(values))
+    v = dict(values); nproc, dropout = v.pop('nproc', None), v.pop('dropout', None)
+    if nproc and nproc > 1: raise TunebookError("--nproc: a classification run trains in one process (the encoder is small); drop --nproc.")
+    return train_from_train_args(**cli_train_kwargs(v), **({} if dropout in (None, 0.05) else dict(dropout=dropout)))
 
 # %% ../nbs/50_classify.ipynb #32f47afa
 def load_classifier_run(
