@@ -16,7 +16,8 @@ from .models import MINILM, DEFAULT_MODEL, load_base, load_tuned, model_summary
 from .clean import load_prepared
 from .metrics import per_class_prf
 from .methods import METHODS, method_config
-from .train import MetricsLog, plot_losses, cli_train_kwargs  # the training stage's loss plot and command line
+from .train import MetricsLog, plot_losses, cli_train_kwargs
+from .eval import check_eval_options  # the training stage's loss plot and command line
 
 # %% auto #0
 __all__ = ['prepared_classification', 'load_classifier', 'predict', 'confusion_matrix', 'classification_metrics',
@@ -433,6 +434,7 @@ def evaluate_from_cli(
     limit:int|None=None, compare_base:bool=False, max_new_tokens:int=64, batch_size:int=16, # `tunebook eval` options with no meaning here
 ):
     "`tunebook eval` for a classifier run: scored against its linear-probe baseline, the report printed and written into the run."
+    check_eval_options(max_new_tokens, batch_size, limit, n_examples) # the same refusals as for any other run
     p = Path(model)
     if limit: print(f"note: --limit is ignored for classification (scoring all of '{split}' takes seconds)")
     ignored = [o for o, given in (('--compare-base', compare_base), ('--max-new-tokens', max_new_tokens != 64), ('--batch-size', batch_size != 16)) if given]

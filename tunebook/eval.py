@@ -20,7 +20,8 @@ __all__ = ['STATISTICS', 'GENERAL_TEXTS', 'TEXT_METRICS', 'load_split', 'check_s
            'split_conversation', 'encode_prompt', 'stop_token_ids', 'greedy_decode', 'max_positions',
            'check_generation_budget', 'generate', 'bootstrap', 'ci95', 'metric_entry', 'forgetting_check',
            'text_scores', 'predict_labels', 'evaluate_model', 'base_model_of', 'load_for_eval', 'run_seq_len',
-           'compare', 'report_table', 'plot_comparison', 'report_markdown', 'save_report', 'eval_cli']
+           'compare', 'report_table', 'plot_comparison', 'report_markdown', 'save_report', 'check_eval_options',
+           'eval_cli']
 
 # %% ../nbs/31_eval.ipynb #d3578fd5
 def load_split(
@@ -537,6 +538,14 @@ def save_report(
     return rd.root
 
 # %% ../nbs/31_eval.ipynb #cee5c2b1
+def check_eval_options(
+    max_new_tokens, batch_size, limit, n_examples, # `tunebook eval`'s numeric options
+): # raises `TunebookError` naming the first option that cannot work
+    "Refuse `tunebook eval` options that cannot work, before any model is loaded (a classifier run's command checks them too)."
+    check_generation_budget(max_new_tokens)
+    for name, v, lo in (('batch-size', batch_size, 1), ('limit', limit, 1), ('n-examples', n_examples, 0)):
+        if v is not None and v < lo: raise TunebookError(f"--{name} must be at least {lo}, not {v}.")
+
 @call_parse
 def eval_cli(
     model:str,                     # run folder, adapter or model folder, alias or Hub id
@@ -550,9 +559,7 @@ def eval_cli(
     n_examples:int=5,              # side-by-side examples in the report
 ):
     "Evaluate a fine-tuned model on held-out data, optionally against its base model."
-    check_generation_budget(max_new_tokens)
-    for name, v, lo in (('batch-size', batch_size, 1), ('limit', limit, 1), ('n-examples', n_examples, 0)):
-        if v is not None and v < lo: raise TunebookError(f"--{name} must be at least {lo}, not {v}.")
+    check_eval_options(max_new_tokens, batch_size, limit, n_examples)
     p = Path(model)
     if data is None:
         data = read_json_checked(p/'summary.json').get('data_dir') if (p/'summary.json').exists() else None
