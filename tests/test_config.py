@@ -32,7 +32,8 @@ def test_schema_covers_train_and_its_defaults():
     for k in METHOD_KWARGS:
         assert fields[k].default == inspect.signature(method_config).parameters[k].default, k
     for k in inspect.signature(inspect.unwrap(ttrain.train_cli)).parameters:
-        assert k in fields or k in {'config', 'resume', 'overwrite'}, f"train_cli takes {k!r}, which the schema lacks"
+        # launch options say how a run is started (from a file, resumed, replaced, on N processes), not what it is
+        assert k in fields or k in {'config', 'resume', 'overwrite', 'nproc'}, f"train_cli takes {k!r}, which the schema lacks"
 
 def test_config_yaml_reproduces_the_run(w, capsys):
     a, b = w/'a', w/'b'
