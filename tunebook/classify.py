@@ -4,14 +4,14 @@
 
 # %% ../nbs/50_classify.ipynb #4e583d1c
 from __future__ import annotations
+from .core import (TunebookError, RunDir, seed_everything, write_json, write_text, read_json, atomic_dir,
+                           default_device, peak_memory_mb)
 import time, shutil, contextlib, warnings
 from pathlib import Path
 import numpy as np, torch
 import torch.nn.functional as F
 from datasets import Dataset, ClassLabel
 from transformers import Trainer, TrainingArguments, DataCollatorWithPadding, PrinterCallback
-from .core import (TunebookError, RunDir, seed_everything, write_json, write_text, read_json, atomic_dir,
-                           default_device, peak_memory_mb)
 from .models import MINILM, DEFAULT_MODEL, load_base, load_tuned, model_summary
 from .clean import load_prepared
 from .metrics import per_class_prf

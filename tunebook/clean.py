@@ -4,6 +4,7 @@
 
 # %% ../nbs/11_clean.ipynb #e10b8e0f
 from __future__ import annotations
+from .core import TunebookError, atomic_dir, atomic_file, write_json, read_json
 import os, re, json, time, hashlib, ipaddress, unicodedata
 from html.parser import HTMLParser
 from collections import Counter, defaultdict
@@ -13,7 +14,6 @@ import numpy as np, xxhash
 import datasets
 from datasets import Dataset, DatasetDict, Features, Value, load_from_disk
 from fastcore.script import call_parse, Param
-from .core import TunebookError, atomic_dir, atomic_file, write_json, read_json
 from .models import DEFAULT_MODEL, load_tokenizer
 from .data import read_inputs, format_problems, FORMATS, Problem
 

@@ -4,12 +4,12 @@
 
 # %% ../nbs/10_data.ipynb #f0338d22
 from __future__ import annotations
+from .core import TunebookError
 import io, csv, json, re, codecs, unicodedata
 from dataclasses import dataclass, field
 from collections import Counter, defaultdict
 from pathlib import Path
 from datasets import Dataset, Features, Value, ClassLabel
-from .core import TunebookError
 
 # %% auto #0
 __all__ = ['FORMATS', 'ROLES', 'SHAREGPT_ROLES', 'DOC_SUFFIXES', 'CATEGORIES', 'COLUMN_PAIRS', 'MESSAGE', 'Problem',

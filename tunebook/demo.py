@@ -4,12 +4,12 @@
 
 # %% ../nbs/33_demo.ipynb #2ccf4d8d
 from __future__ import annotations
+from .core import RunDir, atomic_dir, write_json, read_json, seed_everything, cache_dir, file_lock
 import json, time, hashlib, contextlib
 from pathlib import Path
 import torch
 from datasets import Dataset
 from datasets.utils.logging import disable_progress_bar, enable_progress_bar, is_progress_bar_enabled
-from .core import RunDir, atomic_dir, write_json, read_json, seed_everything, cache_dir, file_lock
 from .models import SMOLLM2, DEFAULT_MODEL, load_base, tiny_causal_lm, complete
 from .format import tokenize_dataset, PaddedCollator
 from .eval import token_nll, metric_entry, forgetting_check

@@ -4,12 +4,12 @@
 
 # %% ../nbs/31_eval.ipynb #59a69b26
 from __future__ import annotations
+from .core import TunebookError, RunDir, atomic_file, write_json, write_text, seed_everything, task_of
 import math
 from pathlib import Path
 import numpy as np, torch, torch.nn.functional as F
 from datasets import Dataset
 from fastcore.script import call_parse, store_true
-from .core import TunebookError, RunDir, atomic_file, write_json, write_text, seed_everything, task_of
 from .models import load_tuned, read_json_checked
 from .clean import load_prepared
 from .format import tokenize_dataset, PaddedCollator, ensure_chat_template, adds_bos, end_of_turn_id

@@ -4,12 +4,12 @@
 
 # %% ../nbs/40_export.ipynb #e9f84c1d
 from __future__ import annotations
+from .core import TunebookError, RunDir, atomic_dir, write_json, read_json
 import shutil
 from pathlib import Path
 import torch, torch.nn.functional as F
 from fastcore.script import call_parse, store_true
 from transformers import AutoConfig, AutoModelForCausalLM
-from .core import TunebookError, RunDir, atomic_dir, write_json, read_json
 from .methods import trained_method, load_qlora_tuned, merge_qlora
 from .models import SMOLLM2, MINILM, load_tuned, resolve_model
 

@@ -4,10 +4,10 @@
 
 # %% ../nbs/20_format.ipynb #a98bf018
 from __future__ import annotations
+from .core import TunebookError
 import sys, html, bisect, logging, random
 import numpy as np, torch
 from datasets import Dataset
-from .core import TunebookError
 
 # %% auto #0
 __all__ = ['IGNORE', 'log', 'TEMPLATE_FIX', 'adds_bos', 'alpaca_template', 'ensure_chat_template', 'TemplateError',

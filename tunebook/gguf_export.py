@@ -4,12 +4,12 @@
 
 # %% ../nbs/43_gguf_export.ipynb #0307c0fe
 from __future__ import annotations
+from .core import TunebookError, atomic_dir, write_json, write_text, read_json, cache_dir, file_lock
 import os, sys, json, tarfile, tempfile, subprocess, inspect, contextlib
 from pathlib import Path
 import torch
 from fastcore.script import call_parse, store_true
 from transformers import AutoModelForCausalLM, AutoTokenizer
-from .core import TunebookError, atomic_dir, write_json, write_text, read_json, cache_dir, file_lock
 from .models import load_tokenizer
 from .format import adds_bos, end_of_turn_id, ensure_chat_template
 from .eval import stop_token_ids, encode_prompt, greedy_decode

@@ -4,12 +4,12 @@
 
 # %% ../nbs/01_models.ipynb #cc2fe729
 from __future__ import annotations
+from .core import TunebookError, RunDir, default_device, default_dtype, cache_dir, atomic_dir, file_lock
 import os, json, hashlib, importlib.util, contextlib, warnings
 from pathlib import Path
 import torch
 from transformers import (AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer,
                           LlamaConfig, LlamaForCausalLM, BertConfig, BertForSequenceClassification)
-from .core import TunebookError, RunDir, default_device, default_dtype, cache_dir, atomic_dir, file_lock
 
 # %% auto #0
 __all__ = ['SMOLLM2', 'MINILM', 'DEFAULT_MODEL', 'bundled_gguf', 'minilm_dir', 'convert_gguf', 'smollm2_dir', 'resolve_model',

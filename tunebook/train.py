@@ -4,14 +4,14 @@
 
 # %% ../nbs/23_train.ipynb #1e1a6f55
 from __future__ import annotations
+from .core import (TunebookError, RunDir, atomic_dir, write_json, read_json,
+                           default_device, default_dtype, seed_everything, peak_memory_mb, task_of)
 import os, sys, json, math, time, shutil, hashlib, tempfile, warnings, contextlib
 from pathlib import Path
 import torch
 from fastcore.basics import patch
 from fastcore.script import call_parse, Param
 from transformers import Trainer, TrainingArguments, TrainerCallback, PrinterCallback
-from .core import (TunebookError, RunDir, atomic_dir, write_json, read_json,
-                           default_device, default_dtype, seed_everything, peak_memory_mb, task_of)
 from .models import DEFAULT_MODEL, base_reference, read_json_checked
 from .clean import load_prepared
 from .distributed import (is_main, is_distributed, local_rank, init_distributed, barrier, all_sum, main_process_first,
