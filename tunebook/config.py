@@ -32,7 +32,7 @@ class TrainConfig(BaseModel):
     task: Literal['auto', 'chat', 'text', 'classification'] = 'auto'
     max_steps: int|None = None       # optimizer steps; overrides `epochs` when given
     epochs: float = 1.0              # passes over the training data
-    batch_size: int = 8              # 8 rows x 1 accumulation x 512 tokens = 4,096 tokens per optimizer step
+    batch_size: int = 4              # 4 rows x 1 accumulation x 512 tokens = 2,048 tokens per optimizer step
     grad_accum: int = 1              # micro-batches per optimizer step
     seq_len: int = 512               # tokens per row
     lr: float = 2e-4                 # peak learning rate (LoRA: ~1e-4 to 4e-4; full fine-tuning: ~10x lower)

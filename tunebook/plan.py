@@ -79,7 +79,7 @@ def estimate(
     model:str|object=DEFAULT_MODEL, # alias, folder, Hub id (cached) or config
     method:str='lora',     # one of `METHODS`
     seq_len:int=512,       # tokens per row
-    batch_size:int=8,      # rows per micro-batch
+    batch_size:int=4,      # rows per micro-batch (`train`'s default)
     grad_accum:int=1,      # micro-batches per optimizer step
     dtype:str|None=None,   # 'bf16', 'fp16' or 'fp32'; the device's best if None
     grad_ckpt:bool=False,  # gradient checkpointing

@@ -425,7 +425,7 @@ def _bad_number(v, name:str, lo=None, lo_ok:bool=True, integer:bool=False, optio
     return None
 
 def check_train_settings(
-    lr:float=2e-4, batch_size:int=8, grad_accum:int=1, seq_len:int=512, # the training knobs of `train` (same names)
+    lr:float=2e-4, batch_size:int=4, grad_accum:int=1, seq_len:int=512, # the training knobs of `train` (same names)
     max_steps:int|None=None, epochs:float=1.0, warmup:float=0.05, eval_every:int|None=50,
     save_every:int|None=None, keep_last:int=2, grad_clip:float=1.0, weight_decay:float=0.0,
     schedule:str='cosine',
@@ -466,7 +466,7 @@ def train(
     task:str='auto',            # 'chat', 'text', 'classification', or 'auto' (from the prep report)
     max_steps:int|None=None,    # optimizer steps; overrides `epochs` when given
     epochs:float=1.0,           # passes over the training data
-    batch_size:int=8,           # rows per micro-batch
+    batch_size:int=4,           # rows per micro-batch: 4 packed rows x 512 = 2,048 tokens
     grad_accum:int=1,           # micro-batches per optimizer step
     seq_len:int=512,            # tokens per row (longer examples are truncated; rows left with no answer are dropped, and counted)
     lr:float=2e-4,              # peak learning rate
@@ -763,7 +763,7 @@ def train_cli(
     method:str='lora',            # lora, dora, rslora, qlora, full, prefix, prompt or ia3
     max_steps:int=None,           # optimizer steps (overrides --epochs)
     epochs:float=1.0,             # passes over the training data
-    batch_size:int=8,             # rows per micro-batch
+    batch_size:int=4,             # rows per micro-batch: 4 packed rows x 512 = 2,048 tokens
     grad_accum:int=1,             # micro-batches per optimizer step
     seq_len:int=512,              # tokens per row
     lr:float=2e-4,                # peak learning rate
