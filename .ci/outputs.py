@@ -1,6 +1,7 @@
 """Check what a learner sees before running anything: every lesson carries executed outputs, no output shows a path
 of the machine it ran on, and no lesson reads files outside its own folder (`../data`, `../tests`: a lesson runs from
-an installed package in an empty folder, as in Colab).
+an installed package in an empty folder, as in Colab), and no lesson imports nbdev or execnb outside its guarded
+export cell (they are dev tools, not installed with the package).
 
     python .ci/outputs.py [NB.ipynb ...]     # default: every lesson, nbs/[0-9]*.ipynb
 Exit status 1 with one line per problem (notebook, cell, what)."""
@@ -11,6 +12,7 @@ ROOT = Path(__file__).resolve().parent.parent
 MACHINE = re.compile(r'(?<![\w.])/(tmp|root|home|work)/')  # /tmp/..., /root/..., /home/..., /work/...
 PARENT = re.compile(r'''(['"])\.\./|Path\(\s*['"]\.\.['"]\s*\)''')  # '../x', "../x", Path('..')
 EXPORT_ID = 'nbdev-export'  # the guarded trailing nbdev_export() cell may look at ../settings.ini (.ci/lessons.py)
+DEV_ONLY = re.compile(r'^\s*(from|import)\s+(nbdev|execnb)\b', re.M)  # dev tools: not installed with the package (Colab, a wheel)
 
 def _text(o)->str:
     if o.get('output_type') == 'stream': return ''.join(o.get('text', ''))
@@ -29,6 +31,8 @@ def problems(path:Path)->list:
             if m: out.append(f"{path.name} cell {c.get('id')}: an output shows a machine path: ...{_text(o)[max(0, m.start()-30):m.end()+40]!r}...")
         if c.get('id') != EXPORT_ID and PARENT.search(src):
             out.append(f"{path.name} cell {c.get('id')}: reads outside the lesson's folder: {PARENT.search(src).group(0)!r}")
+        if c.get('id') != EXPORT_ID and DEV_ONLY.search(src):
+            out.append(f"{path.name} cell {c.get('id')}: imports a dev-only tool, absent from an installed course: {DEV_ONLY.search(src).group(0).strip()!r}")
     return out
 
 if __name__ == '__main__':
