@@ -12,8 +12,9 @@ import numpy as np, torch
 
 # %% auto #0
 __all__ = ['TASKS', 'TunebookError', 'default_device', 'default_dtype', 'device_summary', 'in_colab', 'peak_memory_mb',
-           'seed_everything', 'fsync_dir', 'atomic_file', 'write_text', 'write_json', 'read_json', 'fsync_tree',
-           'atomic_dir', 'file_lock', 'cache_dir', 'sample_path', 'RunDir', 'task_from_columns', 'task_of']
+           'reset_peak_memory', 'seed_everything', 'fsync_dir', 'atomic_file', 'write_text', 'write_json', 'read_json',
+           'fsync_tree', 'atomic_dir', 'file_lock', 'cache_dir', 'sample_path', 'RunDir', 'task_from_columns',
+           'task_of']
 
 # %% ../nbs/00a_core.ipynb #bnb0quiet
 import logging # bitsandbytes (imported by peft when installed) warns at import that optional Hub CPU kernels are missing: offline
@@ -74,6 +75,12 @@ def peak_memory_mb(
     except ImportError: return None
     peak = getattr(psutil.Process().memory_info(), 'peak_wset', None)  # Windows: the peak working set
     return None if peak is None else round(peak/2**20, 1)
+
+def reset_peak_memory():
+    "Start a new `peak_memory_mb` measurement (CUDA allocator; Linux resident set), e.g. between two trials in one process."
+    if torch.cuda.is_available(): torch.cuda.reset_peak_memory_stats()
+    try: open('/proc/self/clear_refs', 'w').write('5')
+    except OSError: pass
 
 # %% ../nbs/00a_core.ipynb #dbaaf8fa
 def seed_everything(

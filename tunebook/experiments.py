@@ -8,15 +8,15 @@ import sys, json, time, itertools, contextlib
 from pathlib import Path
 import yaml
 from fastcore.script import call_parse
-from .core import TunebookError, RunDir, write_json, read_json, write_text, atomic_file
+from .core import TunebookError, RunDir, write_json, read_json, write_text, atomic_file, reset_peak_memory
 from .config import TrainConfig, validate_config, load_config, parse_targets, data_hash, PROVENANCE
 from .train import train, read_metrics
 
 # %% auto #0
-__all__ = ['TRIAL_COLUMNS', 'SWEEP_FLAGS', 'parse_space', 'grid', 'fit_note', 'reset_peak_memory', 'quiet', 'run_trial',
-           'end_tracker_runs', 'sweep', 'optuna_pruning', 'sweep_report', 'sweep_table', 'sweep_markdown', 'plot_sweep',
-           'settings_diff', 'verdict', 'compare_runs', 'comparison_table', 'comparison_markdown', 'plot_comparison_ab',
-           'save_comparison', 'sweep_cli', 'compare_cli']
+__all__ = ['TRIAL_COLUMNS', 'SWEEP_FLAGS', 'parse_space', 'grid', 'fit_note', 'quiet', 'run_trial', 'end_tracker_runs', 'sweep',
+           'optuna_pruning', 'sweep_report', 'sweep_table', 'sweep_markdown', 'plot_sweep', 'settings_diff', 'verdict',
+           'compare_runs', 'comparison_table', 'comparison_markdown', 'plot_comparison_ab', 'save_comparison',
+           'sweep_cli', 'compare_cli']
 
 # %% ../nbs/32_experiments.ipynb #1aa3418d
 def _typed(key:str, v):
@@ -74,13 +74,6 @@ def fit_note(
     return f"skipped: the planner estimates {e['total_gb']} GB, more than this {e['device']} has ({e['memory_gb']} GB)"
 
 # %% ../nbs/32_experiments.ipynb #8b56f3be
-def reset_peak_memory():
-    "Start a new peak-memory measurement (CUDA allocator; Linux resident set)."
-    import torch
-    if torch.cuda.is_available(): torch.cuda.reset_peak_memory_stats()
-    try: open('/proc/self/clear_refs', 'w').write('5')
-    except OSError: pass
-
 @contextlib.contextmanager
 def quiet(
     on:bool=True,  # False: change nothing (the bars show)
