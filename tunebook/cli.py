@@ -42,7 +42,7 @@ def _norm_option(a:str)->str:
 def run_command(
     cmd:str,   # a key of `COMMANDS`
     args:list, # its command-line arguments
-):
+)->object:     # whatever the stage's function returns (`main` ignores it)
     "Parse `args` for the stage command `cmd` (from its signature and docments) and run it, or the task's own stage (`TASK_ROUTES`)."
     import inspect
     from fastcore.script import anno_parser
@@ -81,7 +81,9 @@ def command_task(
     return task_of(data) if data and (Path(data)/'report.json').exists() else None
 
 # %% ../nbs/90_cli.ipynb #3dfa7b9d
-def main(argv:list|None=None)->int: # process exit status
+def main(
+    argv:list|None=None, # command-line arguments after `tunebook`; None: `sys.argv[1:]`
+)->int:                  # process exit status: 0 done, 2 bad input (`TunebookError`), 130 interrupted
     "Entry point of the `tunebook` console script: dispatch to a stage's command."
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv or argv[0] in ('-h', '--help', 'help'): print(_usage()); return 0
