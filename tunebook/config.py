@@ -29,7 +29,7 @@ class TrainConfig(BaseModel):
     out: str|None = None             # run folder to write
     model: str = DEFAULT_MODEL       # base model: alias, Hub id or local folder
     method: Literal[tuple(METHODS)] = 'lora' # lora, dora, rslora, qlora, full, prefix, prompt, ia3
-    task: Literal['auto', 'chat', 'text', 'classification'] = 'auto'
+    task: Literal['auto', 'chat', 'text', 'classification'] = 'auto' # auto: read from the prepared data's report
     max_steps: int|None = None       # optimizer steps; overrides `epochs` when given
     epochs: float = 1.0              # passes over the training data
     batch_size: int = 4              # 4 rows x 1 accumulation x 512 tokens = 2,048 tokens per optimizer step
@@ -43,7 +43,7 @@ class TrainConfig(BaseModel):
     keep_last: int = 2               # complete checkpoints to keep
     seed: int = 0                    # weights, data order and dropout
     warmup: float = 0.05             # a fraction of the steps (< 1) or a number of steps
-    schedule: Literal[SCHEDULES] = 'cosine'
+    schedule: Literal[SCHEDULES] = 'cosine' # learning rate after warmup: cosine or linear decay to 0, or constant
     grad_clip: float = 1.0           # clip the gradient norm to this (0: no clipping)
     grad_ckpt: bool = False          # gradient checkpointing (less memory, ~30% more compute)
     dtype: Literal['bf16', 'fp16', 'fp32', 'bfloat16', 'float16', 'float32']|None = None # None: the device's best
