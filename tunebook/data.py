@@ -225,7 +225,9 @@ def describe_mapping(
 # %% ../nbs/10_data.ipynb #2e72c925
 class BadRow(Exception):
     "A row that fails validation; `.problems` holds (category, detail) pairs."
-    def __init__(self, problems): self.problems = problems; super().__init__(problems)
+    def __init__(self,
+                 problems:list, # (category, detail) pairs, e.g. ('missing_field', "no 'output' field")
+                ): self.problems = problems; super().__init__(problems)
 
 def _is_text(x): return isinstance(x, str) and x.strip() != ''
 
