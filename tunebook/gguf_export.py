@@ -430,7 +430,7 @@ def export_cli(
     check:str=None,               # gguf: re-check an existing export folder against RUN_DIR instead of exporting
     atol:float=None,              # hf: max logit difference allowed (default depends on the dtype)
     overwrite:store_true=False,   # replace an existing non-empty --out
-):
+)->None:                          # prints the check of what was written; raises `TunebookError` if it fails
     "Export a run: its adapter, a merged model, or a GGUF for llama.cpp and Ollama, each checked against what was trained."
     from tunebook.export import export_cli as hf_cli
     if format == 'hf': return inspect.unwrap(hf_cli)(run_dir, out=out, merged=merged, atol=atol, overwrite=overwrite)
