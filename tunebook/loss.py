@@ -59,7 +59,9 @@ def chunked_cross_entropy(
     return ChunkedLinearCrossEntropy.apply(h[keep], head.weight, head.bias, y[keep], chunk, torch.is_grad_enabled()), len(keep)
 
 # %% ../nbs/21a_loss.ipynb #1114b604
-def lm_parts(model)->tuple|None: # (decoder body, LM head), or None when the chunked loss would not be exact
+def lm_parts(
+    model, # a causal LM, plain or PEFT-wrapped (`get_base_model` is followed)
+)->tuple|None: # (decoder body, LM head), or None when the chunked loss would not be exact
     "The decoder body and the plain linear LM head of a causal LM (PEFT-wrapped or not)."
     pc = getattr(model, 'active_peft_config', None)
     if pc is not None and getattr(pc, 'is_prompt_learning', False): return None
