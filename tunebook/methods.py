@@ -50,7 +50,9 @@ _MLP = { # model_type -> MLP projection names
 }
 
 # %% ../nbs/21_methods.ipynb #3acd3956
-def linear_names(model:nn.Module)->list[str]: # sorted leaf names of the linear layers, without the output head
+def linear_names(
+    model:nn.Module, # any transformers model, plain or 4-bit quantized
+)->list[str]:        # sorted leaf names of the linear layers, without the output head
     "The distinct names of `nn.Linear` (and 4-bit linear) layers in `model`, excluding `lm_head`/classifier heads."
     heads = {'lm_head', 'embed_out', 'output', 'score', 'classifier', 'qa_outputs'}
     names = {n.split('.')[-1] for n, m in model.named_modules()
@@ -84,7 +86,7 @@ def method_config(
     targets:str|list='auto', # layers to adapt, see `lora_targets`
     num_virtual_tokens:int=20, # learned tokens for prefix and prompt tuning
     task_type:str='CAUSAL_LM', # PEFT task type ('CAUSAL_LM' or 'SEQ_CLS')
-):                           # a PEFT config, or None for full fine-tuning
+)->PeftConfig|None:           # a PEFT config, or None for full fine-tuning
     "The PEFT configuration of `method`."
     from peft import LoraConfig, PrefixTuningConfig, PromptTuningConfig, IA3Config
     if method not in METHODS: raise TunebookError(f"Unknown method '{method}'. Choose one of: {', '.join(METHODS)}.")
@@ -152,7 +154,7 @@ def load_for_method(
     method:str='lora',              # one of `METHODS`
     dtype:torch.dtype|None=None,    # weights dtype (for qlora: the compute dtype); `default_dtype(device)` if None
     device:str|None=None,           # `default_device()` if None
-):                                  # (model, tokenizer)
+)->tuple:                            # (model, tokenizer)
     "Load the base model the way `method` needs it (4-bit NF4 for `qlora`, plain otherwise)."
     if method not in METHODS: raise TunebookError(f"Unknown method '{method}'. Choose one of: {', '.join(METHODS)}.")
     device = device or default_device()
@@ -188,7 +190,7 @@ def load_qlora_tuned(
     base:str|Path,               # the base model it was trained on
     dtype:torch.dtype=torch.float32, # compute dtype
     device:str|None=None,        # `default_device()` if None
-):                               # (PeftModel on the 4-bit base, tokenizer)
+)->tuple:                         # (PeftModel on the 4-bit base, tokenizer)
     "Reload a QLoRA adapter on the 4-bit base it was trained on: the model exactly as training left it."
     from peft import PeftModel
     model, tok = load_for_method(base, 'qlora', dtype=dtype, device=device)
@@ -198,7 +200,7 @@ def merge_qlora(
     adapter:str|Path,            # adapter folder trained with method='qlora'
     base:str|Path,               # the base model it was trained on
     dtype:torch.dtype=torch.float32, # dtype of the merged weights
-):                               # a plain transformers model with the adapter merged in
+)->nn.Module:                     # a plain transformers model with the adapter merged in
     "Dequantize the 4-bit base (the weights the adapter was trained against), then merge the adapter into it, on the CPU."
     from peft import PeftModel
     model, _ = load_for_method(base, 'qlora', dtype=dtype, device='cpu')
@@ -221,9 +223,10 @@ def _has_bnb()->bool:
 def compare_methods(
     name_or_path:str=DEFAULT_MODEL, # the model to compare on
     methods:list|None=None,         # methods to include; every method this device supports if None
-    seq_len:int=64, batch_size:int=2, # the batch timed for one forward + backward
+    seq_len:int=64,                 # tokens per row of the timed batch (one forward + backward)
+    batch_size:int=2,               # rows in the timed batch
     **kwargs,                       # passed to `apply_method`
-):                                  # a pandas DataFrame, one row per method
+)->pd.DataFrame:                    # one row per method
     "Trainable parameters, static training memory and step time of each method on `name_or_path`."
     import pandas as pd
     methods = methods or [m for m in METHODS if m != 'qlora' or _has_bnb()]
