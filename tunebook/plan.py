@@ -57,7 +57,11 @@ GPUS = { # name -> memory (GB), bf16 support, dense 16-bit tensor TFLOP/s from t
 }
 GPU_MFU = 0.4 # share of the datasheet peak a LoRA fine-tune typically reaches
 
-def cpu_gflops(n:int=512, dtype=torch.float32, reps:int=5)->float: # measured matrix-multiply GFLOP/s
+def cpu_gflops(
+    n:int=512,           # side of the square matrices multiplied
+    dtype=torch.float32, # their dtype
+    reps:int=5,          # timed multiplications (after one warm-up)
+)->float:                # measured matrix-multiply GFLOP/s
     "This CPU's matrix-multiply throughput, measured (a fraction of a second)."
     a = torch.randn(n, n, dtype=dtype); a @ a
     t = time.perf_counter()
@@ -123,7 +127,7 @@ def plan_table(
     methods=('lora', 'qlora', 'full'), # methods to compare
     devices=None,                   # device names; this machine + every GPU in `GPUS` if None
     **kwargs,                       # passed to `estimate` (seq_len, batch_size, grad_ckpt, ...)
-):                                  # a pandas DataFrame, one row per (device, method)
+)->pd.DataFrame:                    # one row per (device, method)
     "Estimated memory and speed of `model` on several devices and methods."
     import pandas as pd
     sh = model_shape(model)
@@ -193,7 +197,7 @@ KNOBS_NOTE = ("Your own data: set DATA to your chat JSONL; with thousands of row
 def compare_estimate(
     est:dict,      # from `estimate`
     summary:dict,  # a run's summary.json (from `tunebook.train.train`)
-):                 # a pandas DataFrame: estimated, measured, ratio
+)->pd.DataFrame:   # estimated, measured, ratio
     "Put the planner's memory and speed estimates beside what a run measured."
     import pandas as pd
     rows = {'peak memory (GB)': (est['total_gb'], summary['peak_memory_mb']/1024),
