@@ -161,21 +161,21 @@ def error_response(
 # %% ../nbs/44_serve.ipynb #75920295
 class Message(BaseModel):
     model_config = ConfigDict(extra='allow')
-    role: str
-    content: str | list | None = None
+    role: str                         # system, developer, user or assistant
+    content: str | list | None = None # the text, or a list of `{'type': 'text', 'text': ...}` parts
 
 class ChatRequest(BaseModel):
     "The fields of an OpenAI chat completion request that tunebook reads (others are accepted and ignored)."
     model_config = ConfigDict(extra='allow')
-    model: str
-    messages: list[Message]
-    max_tokens: int | None = None
-    max_completion_tokens: int | None = None
-    temperature: float | None = None
-    top_p: float | None = None
-    n: int | None = None
-    stream: bool | None = False
-    stream_options: dict | None = None
+    model: str                               # must be the served model's name
+    messages: list[Message]                  # the conversation so far, at least one message
+    max_tokens: int | None = None            # most new tokens; None: the server's `max_tokens`
+    max_completion_tokens: int | None = None # the newer name of `max_tokens`; wins when both are given
+    temperature: float | None = None         # 0 or None: greedy; > 0: sample
+    top_p: float | None = None               # nucleus mass when sampling, in (0, 1]; None: 1
+    n: int | None = None                     # answers per request: only 1 (or None) is accepted
+    stream: bool | None = False              # True: answer as server-sent events
+    stream_options: dict | None = None       # `{'include_usage': True}` adds a usage chunk before `[DONE]`
 
 ROLES = {'system': 'system', 'developer': 'system', 'user': 'user', 'assistant': 'assistant'}
 
@@ -286,7 +286,7 @@ async def sse_events(
     job:Job,         # its queued job
     cid:str,         # the completion id
     created:int,     # Unix time of the request
-):                   # yields server-sent events: `chat.completion.chunk`s, then `[DONE]`
+)->AsyncIterator[str]: # server-sent events (`data: ...` lines): `chat.completion.chunk`s, then `[DONE]`
     "Server-sent events for `stream: true`: a role chunk, one chunk per piece of text, the finish reason, `[DONE]`."
     def chunk(delta, finish=None): return _event(dict(id=cid, object='chat.completion.chunk', created=created, model=s.name,
                                                       choices=[dict(index=0, delta=delta, finish_reason=finish)]))
