@@ -106,7 +106,7 @@ def atomic_file(
     path:str|Path, # final file name; its folder is created if needed
     mode:str='w',  # 'w' for text, 'wb' for bytes
     overwrite:bool=True, # if False, refuse to replace an existing file
-):
+)->Iterator[IO]:   # (the `with` target) the open temporary file to write to
     "Open a temporary file beside `path`; on success fsync and rename it onto `path`, on error remove it."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     if not overwrite and path.exists(): raise TunebookError(f"{path} already exists; tunebook will not overwrite it.")
@@ -121,16 +121,26 @@ def atomic_file(
         raise
 
 # %% ../nbs/00a_core.ipynb #41ab7399
-def write_text(path:str|Path, text:str, overwrite:bool=True)->Path:
+def write_text(
+    path:str|Path,       # file to write; its folder is created if needed
+    text:str,            # the whole content, written as UTF-8
+    overwrite:bool=True, # if False, refuse to replace an existing file
+)->Path:                 # `path`
     "Atomically write `text` to `path`."
     with atomic_file(path, 'w', overwrite) as f: f.write(text)
     return Path(path)
 
-def write_json(path:str|Path, obj, overwrite:bool=True)->Path:
+def write_json(
+    path:str|Path,       # file to write; its folder is created if needed
+    obj,                 # anything `json.dumps` takes; other values are written with `str`
+    overwrite:bool=True, # if False, refuse to replace an existing file
+)->Path:                 # `path`
     "Atomically write `obj` as indented JSON to `path`."
     return write_text(path, json.dumps(obj, indent=2, default=str) + '\n', overwrite)
 
-def read_json(path:str|Path):
+def read_json(
+    path:str|Path, # a UTF-8 JSON file
+)->object:         # the parsed value (a dict for every file tunebook writes)
     "Read a JSON file."
     return json.loads(Path(path).read_text(encoding='utf-8'))
 
@@ -148,7 +158,7 @@ def fsync_tree(path:str|Path):
 def atomic_dir(
     path:str|Path,        # final folder name
     overwrite:bool=False, # if True, an existing folder is replaced (after the new one is complete)
-):
+)->Iterator[Path]:        # (the `with` target) the temporary folder to fill
     "Yield a temporary folder beside `path`; on success fsync it and rename it to `path`."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists() and any(path.iterdir()) and not overwrite:
@@ -171,7 +181,7 @@ def atomic_dir(
 def file_lock(
     path:str|Path,      # the lock file (created with its folder if needed; its content does not matter)
     timeout:float=-1,   # seconds to wait for the lock; -1 waits for ever
-):
+)->Iterator[Path]:      # (the `with` target) `path`, held until the block ends
     "Hold an exclusive, cross-platform lock on `path` while the block runs (other processes wait)."
     from filelock import FileLock
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
@@ -200,7 +210,7 @@ def sample_path(
 @dataclass
 class RunDir:
     "The layout of a run folder: one place for every artifact of one fine-tune, and what the folder holds."
-    root: Path
+    root: Path # the run folder (a str or another `RunDir` is accepted and converted)
     def __post_init__(self): self.root = Path(self.root.root if isinstance(self.root, RunDir) else self.root)
     adapter     = property(lambda s: s.root/'adapter')       # PEFT adapter (safetensors) + tokenizer
     model       = property(lambda s: s.root/'model')         # full model, for full fine-tuning or a merged export
