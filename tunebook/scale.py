@@ -50,7 +50,7 @@ def multi_gpu_table(
     methods=('lora', 'full'), # methods to compare
     gpus:int=8,           # GPUs in the job
     **kwargs,             # passed to `per_gpu_memory` (device, batch_size, seq_len, grad_ckpt, ...)
-):                        # a pandas DataFrame, one row per (method, strategy)
+)->pd.DataFrame:          # one row per (method, strategy)
     "Per-GPU memory of every strategy for each method."
     import pandas as pd
     sh = model_shape(model)
@@ -71,7 +71,7 @@ def accelerate_config(
 def accelerate_config_cli(
     name:Param('ddp, fsdp, zero2 or zero3', str, opt=False, nargs='?')='ddp', # which config (positional)
     out:str=None,    # write it to this file (refuses to replace one) instead of printing it
-):
+)->None:             # prints the config (or where it was written)
     "Print (or write) a ready `accelerate launch --config_file` config for DDP, FSDP2 or DeepSpeed ZeRO-2/3."
     text = accelerate_config(name)
     if out is None: return print(text, end='')
