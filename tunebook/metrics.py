@@ -313,6 +313,6 @@ def metric_path(
 def load_metric(
     name:str, # a key of `METRIC_MODULES`
     **kwargs, # passed to `evaluate.load` (e.g. `experiment_id`)
-):            # an `evaluate.EvaluationModule`; call `.compute(predictions=..., references=...)`
+)->evaluate.EvaluationModule: # call `.compute(predictions=..., references=...)` on it
     "Load one of tunebook's metric modules with `evaluate.load` from its local path, offline."
     return evaluate.load(str(metric_path(name)), **kwargs)
