@@ -27,7 +27,7 @@ def imported_modules(path:Path)->set:
     return out - {path.stem}
 
 # Known backward edges still to remove, each with why it is there; a fixed one must leave this list (a test checks it).
-PENDING = {('clean', 'format'): "prep checks chat rows against the chat template, whose helpers live in the formatting lesson"}
+PENDING = {} # (module, later module): why; empty since the chat template's helpers moved to the models lesson
 
 def graph()->dict:
     return {p.stem: imported_modules(p) for p in PKG.glob('*.py') if not p.stem.startswith('_')}

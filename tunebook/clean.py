@@ -14,7 +14,7 @@ import numpy as np, xxhash
 import datasets
 from datasets import Dataset, DatasetDict, Features, Value, load_from_disk
 from fastcore.script import call_parse, Param
-from .models import DEFAULT_MODEL, load_tokenizer
+from .models import DEFAULT_MODEL, load_tokenizer, check_chats, merge_system, ensure_chat_template, TEMPLATE_FIX
 from .data import read_inputs, format_problems, FORMATS, Problem
 
 # %% auto #0
@@ -651,7 +651,6 @@ def _shapes(ds)->list:
 
 def _check_template(r, tok, system_merge:bool, name=None)->dict:
     "Check every chat row of a `ReadResult` against the tokenizer's chat template (the check `tokenize_chat` makes in training); refused rows become `chat_template` problems."
-    from tunebook.format import check_chats, merge_system, ensure_chat_template, TEMPLATE_FIX  # the formatting lesson owns templates
     ensure_chat_template(tok)
     ds = r.dataset
     if system_merge: ds = ds.map(lambda m: {'messages': merge_system(m)}, input_columns='messages', features=ds.features, desc='merge system prompts')

@@ -5,112 +5,24 @@
 # %% ../nbs/20_format.ipynb #a98bf018
 from __future__ import annotations
 from .core import TunebookError
-import sys, html, bisect, logging, random
+from .models import adds_bos, alpaca_template, ensure_chat_template, TemplateError, TEMPLATE_FIX, render_chat # the chat template,
+from .models import merge_system, special_ids, end_of_turn_id, assistant_spans, check_chat, check_chats # in the models lesson
+import html, bisect, logging, random
 import numpy as np, torch
 from datasets import Dataset
 
 # %% auto #0
-__all__ = ['IGNORE', 'log', 'TEMPLATE_FIX', 'adds_bos', 'alpaca_template', 'ensure_chat_template', 'TemplateError',
-           'merge_system', 'end_of_turn_id', 'assistant_spans', 'check_chat', 'check_chats', 'tokenize_chat',
-           'MaskView', 'show_mask', 'tokenize_prompt', 'tokenize_text', 'tokenize_dataset', 'lint_example',
-           'lint_masks', 'pack_examples', 'padding_efficiency', 'PaddedCollator', 'row_seq_lens',
-           'packed_attention_mask', 'PackedCollator']
+__all__ = ['IGNORE', 'log', 'tokenize_chat', 'MaskView', 'show_mask', 'tokenize_prompt', 'tokenize_text', 'tokenize_dataset',
+           'lint_example', 'lint_masks', 'pack_examples', 'padding_efficiency', 'PaddedCollator', 'row_seq_lens',
+           'packed_attention_mask', 'PackedCollator', 'adds_bos', 'alpaca_template', 'ensure_chat_template',
+           'TemplateError', 'TEMPLATE_FIX', 'render_chat', 'merge_system', 'special_ids', 'end_of_turn_id',
+           'assistant_spans', 'check_chat', 'check_chats']
 
 # %% ../nbs/20_format.ipynb #56c21e25
 IGNORE = -100 # label value the loss skips (PyTorch's `cross_entropy` default `ignore_index`)
 log = logging.getLogger(__name__)
-
-# %% ../nbs/20_format.ipynb #71095051
-def adds_bos(tok)->bool: # True if `tok(text)` puts a BOS token in front
-    "Whether the tokenizer adds a BOS token when it encodes plain text."
-    ids = tok('a')['input_ids']
-    return tok.bos_token_id is not None and len(ids) > 0 and ids[0] == tok.bos_token_id
-
-def alpaca_template(tok)->str: # a jinja chat template
-    "An Alpaca-style chat template for base models that ship without one; every answer ends with EOS."
-    if tok.eos_token is None: raise TunebookError(f"Tokenizer {tok.name_or_path!r} has no EOS token, so an answer could never end; set `tok.eos_token` first.")
-    bos = "{{ bos_token }}" if adds_bos(tok) else ""
-    return (bos + "{% for m in messages %}"
-            "{% if m['role'] == 'system' %}{{ m['content'] }}\n\n"
-            "{% elif m['role'] == 'user' %}### Instruction:\n{{ m['content'] }}\n\n"
-            "{% elif m['role'] == 'assistant' %}### Response:\n{{ m['content'] }}{{ eos_token }}\n\n{% endif %}"
-            "{% endfor %}{% if add_generation_prompt %}### Response:\n{% endif %}")
-
-def ensure_chat_template(tok): # the same tokenizer, with `chat_template` set
-    "Give a tokenizer without a chat template the Alpaca-style one (saved with the adapter, so inference matches training)."
-    if not getattr(tok, 'chat_template', None): tok.chat_template = alpaca_template(tok)
-    return tok
-
-# %% ../nbs/20_format.ipynb #69b59e9e
-class TemplateError(TunebookError):
-    "A chat template refused a conversation: `.complaint` is the template's own words, `.where` the row (file:line) when known."
-    def __init__(self, complaint:str, tok=None, where:str|None=None):
-        name = str(getattr(tok, 'name_or_path', None) or '?')
-        self.complaint, self.where, self.name = complaint, where, name.rstrip('/').rsplit('/', 1)[-1] if name.startswith('/') else name  # no local paths
-        super().__init__(self._message())
-    def _message(self):
-        return (f"{self.where + ': ' if self.where else ''}the chat template of {self.name!r} cannot render this conversation: "
-                f"{self.complaint}. Fix: {TEMPLATE_FIX}")
-    def at(self, where:str): # the same error, naming the row
-        "This error with the row's `file:line` (or other location) in front."
-        return _template_error(self.complaint, self.name, where) if self.where is None else self
-    def __reduce__(self): return (_template_error, (self.complaint, self.name, self.where))
-
-def _template_error(complaint, name, where):
-    e = TemplateError(complaint, None, where); e.name = name; e.args = (e._message(),); return e
-
-TEMPLATE_FIX = ("start every conversation with a user turn and alternate user/assistant turns; if the template has no system role, "
-                "merge the system prompt into the first user turn (`tunebook prep --system-merge`); or train a model whose template accepts it "
-                "(check your data with `tunebook prep --tokenizer MODEL`)")
-
-def _render(msgs, tok, gen=False)->str:
-    "The chat template's text for `msgs` (roles and contents only); any refusal becomes a `TemplateError`."
-    if not msgs: raise TemplateError("there is no message before the first assistant turn (the conversation starts with an "
-                                     "assistant turn, so the answer has no prompt)", tok)
-    try: return tok.apply_chat_template([{'role': m['role'], 'content': m['content']} for m in msgs],
-                                        tokenize=False, add_generation_prompt=gen)
-    except (KeyError, TypeError) as e: raise TunebookError(f"Every message needs `role` and `content` ({e!r} in {msgs!r}).") from e
-    except TunebookError: raise
-    except Exception as e:  # the template's own refusal (`raise_exception`), a Jinja error, or a library error about the messages
-        raise TemplateError(str(e) if type(e).__name__ in ('TemplateError', 'TemplateSyntaxError', 'UndefinedError') else f"{type(e).__name__}: {e}", tok) from e
-
-def merge_system(
-    messages:list[dict], # a conversation
-)->list[dict]:           # the same, with each system message's text put in front of the next user turn
-    "For templates without a system role: move system prompts into the following user turn (the `--system-merge` fix)."
-    out, pending = [], []
-    for m in messages:
-        if m['role'] == 'system': pending.append(m['content']); continue
-        if pending and m['role'] == 'user': m = {**m, 'content': '\n\n'.join(pending + [m['content']])}; pending = []
-        out.append(m)
-    if pending: out.insert(0, {'role': 'user', 'content': '\n\n'.join(pending), 'weight': None})
-    return out
-
-def _special_ids(tok)->set:
-    ids = set(tok.all_special_ids)
-    ids |= {i for i, t in getattr(tok, 'added_tokens_decoder', {}).items() if getattr(t, 'special', False)}
-    return ids
-
-_EOT = {} # id(tok) -> (tok, template, end-of-turn id)
-
-def end_of_turn_id(tok)->int: # id of the token that closes an assistant turn
-    "The special token the chat template puts right after an assistant answer (`<|im_end|>`, `<|eot_id|>`, EOS...)."
-    ensure_chat_template(tok)
-    hit = _EOT.get(id(tok))
-    if hit and hit[0] is tok and hit[1] == tok.chat_template: return hit[2]
-    _EOT[id(tok)] = (tok, tok.chat_template, i := _find_end_of_turn(tok))
-    return i
-
-def _find_end_of_turn(tok)->int:
-    sentinel = 'Zq7 sentinel'
-    text = _render([{'role': 'user', 'content': 'hi'}, {'role': 'assistant', 'content': sentinel}], tok)
-    after = text[text.rindex(sentinel) + len(sentinel):]
-    special = _special_ids(tok)
-    for i in tok(after, add_special_tokens=False)['input_ids']:
-        if i in special: return i
-    raise TunebookError(f"The chat template of {tok.name_or_path!r} puts no special token after an assistant answer "
-                        f"(it renders {after!r}), so the model could never learn to stop. Use a template that closes each turn "
-                        f"with an end-of-turn/EOS token.")
+_all_ = ['adds_bos', 'alpaca_template', 'ensure_chat_template', 'TemplateError', 'TEMPLATE_FIX', 'render_chat', 'merge_system',
+         'special_ids', 'end_of_turn_id', 'assistant_spans', 'check_chat', 'check_chats'] # the chat template's helpers, importable from here too
 
 # %% ../nbs/20_format.ipynb #7fd3016b
 def _encode(text, tok)->tuple[list, list]:
@@ -127,48 +39,6 @@ def _fix_bos(ids, labels, tok):
     if not ids or ids[0] != b: ids, labels = [b] + ids, [IGNORE] + labels
     while len(ids) > 1 and ids[1] == b: ids, labels = ids[:1] + ids[2:], labels[:1] + labels[2:]
     return ids, labels
-
-# %% ../nbs/20_format.ipynb #43981579
-def assistant_spans(
-    messages:list[dict], # chat messages: `role`, `content` and optional `weight` (0 = do not train)
-    tok,                 # tokenizer with a chat template
-    gen:bool=False,      # end the text with the generation prompt (for inference)
-)->tuple[str, list]:     # rendered text and a (start, end, trained) character span per assistant answer
-    "Render a conversation and find the characters of each assistant answer, up to and including its end-of-turn token."
-    ensure_chat_template(tok)
-    full = _render(messages, tok, gen)
-    eot = tok.convert_ids_to_tokens(end_of_turn_id(tok))
-    spans = []
-    for i, m in enumerate(messages):
-        if m['role'] != 'assistant': continue
-        pre, upto = _render(messages[:i], tok, gen=True), _render(messages[:i+1], tok)
-        if not (upto.startswith(pre) and full.startswith(upto)):
-            raise TemplateError(f"it renders turn {i+1} differently once later turns are added (it may drop reasoning from past "
-                                f"turns), so the answer cannot be located", tok)
-        end = upto.rfind(eot, len(pre))
-        if end < 0: raise TemplateError(f"turn {i+1}: the template did not close the assistant answer with {eot!r}", tok)
-        spans.append((len(pre), end + len(eot), m.get('weight', 1) != 0))
-    return full, spans
-
-def check_chat(
-    messages:list[dict], # a conversation
-    tok,                 # the tokenizer (and chat template) that will train on it
-)->str|None:             # the template's complaint, or None when the conversation renders and its answers can be located
-    "Whether `tokenize_chat` can train on this conversation with this template; the same code path, so prep and train agree."
-    try: assistant_spans(messages, tok); return None
-    except TemplateError as e: return e.complaint
-
-def check_chats(
-    conversations:list,  # conversations (lists of messages)
-    tok,                 # the tokenizer (and chat template) that will train on them
-)->dict:                 # {index: complaint} for every conversation the template refuses
-    "`check_chat` on many conversations, once per shape (the roles in order and which answers are trained): templates refuse shapes, not words."
-    seen, out = {}, {}
-    for i, ms in enumerate(conversations):
-        shape = tuple((m['role'], m.get('weight', 1) != 0) for m in ms)
-        if shape not in seen: seen[shape] = check_chat(ms, tok)
-        if seen[shape]: out[i] = seen[shape]
-    return out
 
 # %% ../nbs/20_format.ipynb #d490c838
 def _prefix_space(tok)->bool:
@@ -322,12 +192,12 @@ def _uses_bos(tok, task)->bool:
     "Whether sequences must start with BOS: the tokenizer adds one, or the chat template writes one first."
     if tok.bos_token_id is None: return False
     if adds_bos(tok): return True
-    return task == 'chat' and _render([{'role': 'user', 'content': 'hi'}], ensure_chat_template(tok)).startswith(tok.bos_token)
+    return task == 'chat' and render_chat([{'role': 'user', 'content': 'hi'}], ensure_chat_template(tok)).startswith(tok.bos_token)
 
 def _bos_is_marker(tok)->bool:
     "Whether the chat template uses the BOS token inside conversations too (SmolLM2: BOS is `<|im_start|>`)."
     if tok.bos_token is None: return False
-    return _render([{'role': 'user', 'content': 'hi'}, {'role': 'assistant', 'content': 'yo'}], tok).count(tok.bos_token) > 1
+    return render_chat([{'role': 'user', 'content': 'hi'}, {'role': 'assistant', 'content': 'yo'}], tok).count(tok.bos_token) > 1
 
 def lint_example(
     ex:dict,               # row with `input_ids`, `labels` (and optionally `length`, `truncated`)
@@ -369,7 +239,7 @@ def _lint_facts(tok, task)->dict:
     if task not in ('chat', 'text'): raise TunebookError(f"task must be 'chat' or 'text', not {task!r}.")
     bos = tok.bos_token_id if _uses_bos(tok, task) else None
     return dict(bos=bos, bos_marker=task == 'chat' and bos is not None and _bos_is_marker(tok),
-                eot=end_of_turn_id(tok) if task == 'chat' else tok.eos_token_id, special=_special_ids(tok))
+                eot=end_of_turn_id(tok) if task == 'chat' else tok.eos_token_id, special=special_ids(tok))
 
 def _unpack(row)->list[dict]:
     "The examples of a row: itself, or the pieces of a packed row (split by `seq_lens`)."
