@@ -4,9 +4,9 @@ import json, os, signal, subprocess, sys, time, shutil
 from pathlib import Path
 import pytest, torch
 from safetensors.torch import load_file
-from datasets import Dataset, DatasetDict
-from tunebook.core import write_json, read_json, RunDir, TunebookError
+from tunebook.core import read_json, RunDir, TunebookError
 from tunebook.models import tiny_causal_lm
+from tiny_workspace import make_tiny_workspace
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, OMP_NUM_THREADS='1', HF_HUB_OFFLINE='1', TOKENIZERS_PARALLELISM='false', MPLBACKEND='Agg',
@@ -22,11 +22,8 @@ train(sys.argv[1], sys.argv[2], model=sys.argv[3], **kw)
 
 @pytest.fixture(scope='module')
 def setup(tmp_path_factory):
-    w = tmp_path_factory.mktemp('train')
-    m, tok = tiny_causal_lm(hidden=32, layers=2, heads=2); m.save_pretrained(w/'tiny'); tok.save_pretrained(w/'tiny')
-    rows = [json.loads(l) for l in open(ROOT/'tunebook'/'samples'/'sample_chat.jsonl')][:56]
-    dd = DatasetDict(train=Dataset.from_list(rows[8:]), validation=Dataset.from_list(rows[:8]), test=Dataset.from_list(rows[:2]))
-    dd.save_to_disk(str(w/'data'/'dataset')); write_json(w/'data'/'report.json', dict(task='chat', counts={k: len(v) for k, v in dd.items()}))
+    "The tiny model and 48 train / 8 validation / 2 test chats (tests/tiny_workspace.py), and the driver script."
+    w = make_tiny_workspace(tmp_path_factory.mktemp('train'), n_test=2, n_val=8, n_rows=56)
     (w/'driver.py').write_text(DRIVER)
     return w
 

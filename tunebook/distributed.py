@@ -10,9 +10,9 @@ import torch
 from .core import fsync_dir, fsync_tree
 
 # %% auto #0
-__all__ = ['STAGING', 'world_size', 'rank', 'local_rank', 'is_main', 'is_distributed', 'init_distributed', 'barrier', 'all_sum',
-           'main_process_first', 'staged_checkpoint', 'remove_staging', 'eval_shard', 'shard_loader',
-           'torchrun_command', 'relaunch', 'strip_option']
+__all__ = ['DDP_TIMEOUT', 'STAGING', 'world_size', 'rank', 'local_rank', 'is_main', 'is_distributed', 'ddp_timeout',
+           'quiet_other_ranks', 'init_distributed', 'barrier', 'all_sum', 'main_process_first', 'staged_checkpoint',
+           'remove_staging', 'eval_shard', 'shard_loader', 'torchrun_command', 'relaunch', 'strip_option']
 
 # %% ../nbs/22c_distributed.ipynb #183c2bef
 def world_size()->int: # processes in the job (1 without a launcher)
@@ -31,11 +31,27 @@ def is_main()->bool: return rank() == 0 # True in the process that writes files 
 def is_distributed()->bool: return world_size() > 1 # True under a launcher with more than one process
 
 # %% ../nbs/22c_distributed.ipynb #2210cb61
+DDP_TIMEOUT = 1800 # seconds a barrier or all-reduce waits for the other ranks (the Trainer's `ddp_timeout` default)
+
+def ddp_timeout()->int: # seconds; the environment variable `TUNEBOOK_DDP_TIMEOUT` overrides `DDP_TIMEOUT`
+    "How long a collective waits for a rank that never comes before it fails with an error instead of hanging."
+    return int(os.environ.get('TUNEBOOK_DDP_TIMEOUT', DDP_TIMEOUT))
+
+def quiet_other_ranks():
+    "In every process but the main one, silence `datasets` and `transformers` progress bars and their info/warning logs."
+    if is_main(): return
+    import datasets, transformers
+    datasets.disable_progress_bars(); datasets.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar(); transformers.logging.set_verbosity_error()
+
 def init_distributed():
-    "Start the process group the way the Trainer will (Accelerate's `PartialState`), if there are several processes."
-    if is_distributed() and not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+    "Under a launcher: quiet the other ranks and start the process group (Accelerate's `PartialState`, as the Trainer does) with `ddp_timeout()`."
+    if not is_distributed(): return
+    quiet_other_ranks()
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        from datetime import timedelta
         from accelerate import PartialState
-        PartialState()
+        PartialState(timeout=timedelta(seconds=ddp_timeout())) # the Trainer's own PartialState then reuses this group
 
 def barrier():
     "Wait until every process gets here (no-op in one process)."
