@@ -113,7 +113,7 @@ def remove_staging(
 # %% ../nbs/22c_distributed.ipynb #8e833e24
 def eval_shard(
     ds, # a `datasets.Dataset` (the validation rows)
-):      # this rank's contiguous slice (the whole dataset in one process)
+)->Dataset: # this rank's contiguous slice (the whole dataset in one process)
     "The rows this process evaluates: a contiguous shard per rank, every row exactly once over all ranks."
     return ds.shard(world_size(), rank(), contiguous=True) if is_distributed() else ds
 
@@ -121,7 +121,7 @@ def shard_loader(
     ds,                # the validation dataset
     batch_size:int,    # rows per forward pass
     collate,           # the collator training uses
-):                     # a `DataLoader` over this rank's shard, in order
+)->DataLoader:         # over this rank's shard, in order
     "A plain, unshuffled loader over `eval_shard(ds)`: no padding rows, no duplicates across ranks."
     return torch.utils.data.DataLoader(eval_shard(ds), batch_size=batch_size, collate_fn=collate, shuffle=False)
 
