@@ -70,12 +70,13 @@ def start(cmd:list, log:Path, env:dict|None=None)->subprocess.Popen:
 def launch(w, out, nproc=2, node=None, port=None, env=None, **kw)->subprocess.Popen:
     "One process (nproc=0: plain python) or a torchrun job; `node`: (node_rank, nnodes) for a multi-node launch on 127.0.0.1."
     run = [str(w/'driver.py'), str(w/'data'), str(out), str(w/'tiny'), json.dumps({**ARGS, **kw})]
+    name = f"{Path(out).name}{f'-node{node[0]}' if node else ''}-{time.monotonic_ns()}"
+    # --tee 3: every line a rank prints comes prefixed with the rank ([default1]:...), in the log and in a failure's message
+    torchrun = [sys.executable, '-m', 'torch.distributed.run', '--tee=3', f'--log-dir={w}/ranks-{name}', f'--nproc_per_node={nproc}']
     if nproc == 0: cmd = [sys.executable] + run
-    elif node is None: cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', f'--nproc_per_node={nproc}'] + run
-    else: cmd = [sys.executable, '-m', 'torch.distributed.run', f'--nproc_per_node={nproc}', f'--nnodes={node[1]}', f'--node_rank={node[0]}',
-                 '--master_addr=127.0.0.1', f'--master_port={port}'] + run
-    name = Path(out).name + (f'-node{node[0]}' if node else '')
-    return start(cmd, Path(w)/f'{name}-{time.monotonic_ns()}.log', env)
+    elif node is None: cmd = torchrun + ['--standalone'] + run
+    else: cmd = torchrun + [f'--nnodes={node[1]}', f'--node_rank={node[0]}', '--master_addr=127.0.0.1', f'--master_port={port}'] + run
+    return start(cmd, Path(w)/f'{name}.log', env)
 
 def output(p)->str: return p.log.read_text(errors='replace')
 
@@ -225,7 +226,8 @@ def test_a_stuck_rank_fails_the_barrier_instead_of_hanging(w):
     "With TUNEBOOK_DDP_TIMEOUT=5 the process group times out: rank 0's barrier raises after ~5 s and torchrun stops the job."
     (w/'barrier.py').write_text(BARRIER)
     t = time.time()
-    p = start([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2', str(w/'barrier.py')], w/'barrier.log',
+    p = start([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2', '--tee=3', f'--log-dir={w}/ranks-barrier',
+               str(w/'barrier.py')], w/'barrier.log',
               dict(ENV, TUNEBOOK_DDP_TIMEOUT='5'))
     out = finish(p, ok=False, timeout=100)
     print(f'stuck rank: job failed after {time.time()-t:.1f} s')
