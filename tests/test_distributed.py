@@ -45,9 +45,10 @@ def w(tmp_path_factory):
 
 def free_port()->int:
     "A port that binds now, below the kernel's ephemeral range (where other jobs' outgoing connections take theirs)."
-    lo = int(Path('/proc/sys/net/ipv4/ip_local_port_range').read_text().split()[0]) if Path('/proc/sys/net/ipv4/ip_local_port_range').exists() else 32768
+    rng = Path('/proc/sys/net/ipv4/ip_local_port_range')
+    lo = int(rng.read_text().split()[0]) if rng.exists() else 32768
     for _ in range(100):
-        port = random.randrange(20000, min(lo, 32768))
+        port = random.randrange(20000, lo) if lo > 21000 else random.randrange(lo, 65536) # (a system whose range starts low: anywhere)
         with socket.socket() as s:
             try: s.bind(('127.0.0.1', port)); return port
             except OSError: continue
