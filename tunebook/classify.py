@@ -6,18 +6,18 @@
 from __future__ import annotations
 from .core import (TunebookError, RunDir, seed_everything, write_json, write_text, read_json, atomic_dir,
                            default_device, peak_memory_mb)
-import time, shutil, contextlib, warnings
+import time, shutil
 from pathlib import Path
 import numpy as np, torch
 import torch.nn.functional as F
 from datasets import Dataset, ClassLabel
-from transformers import Trainer, TrainingArguments, DataCollatorWithPadding, PrinterCallback
+from transformers import Trainer, DataCollatorWithPadding
 from .models import MINILM, DEFAULT_MODEL, load_base, load_tuned, model_summary
 from .clean import load_prepared
 from .metrics import per_class_prf
 from .methods import METHODS, method_config
-from .train import MetricsLog, plot_losses, cli_train_kwargs
-from .eval import check_eval_options  # the training stage's loss plot and command line
+from .train import MetricsLog, training_args, make_trainer, finish_run, cli_train_kwargs # the training stage's trainer, finishing and command line
+from .eval import check_eval_options, bootstrap, ci95 # the evaluation stage's options and confidence intervals
 
 # %% auto #0
 __all__ = ['prepared_classification', 'load_classifier', 'predict', 'confusion_matrix', 'classification_metrics',
@@ -217,32 +217,15 @@ def _encoded_splits(dd, tok, max_length:int, oversample:bool, seed:int)->tuple: 
     return enc(train), enc(dd['validation'])
 
 def _classifier_trainer(net, tok, run:RunDir, train_t, val_t, labels:list, weight, epochs, max_steps, lr, batch_size, eval_every, seed, device)->Trainer:
-    "A `Trainer` for the classifier: linear warmup and decay, no checkpoints, the training lesson's metrics log, TensorBoard."
-    args = TrainingArguments(output_dir=str(run.checkpoints), num_train_epochs=epochs, max_steps=max_steps or -1, learning_rate=lr,
-                             per_device_train_batch_size=batch_size, per_device_eval_batch_size=64, warmup_steps=0.1,
-                             weight_decay=0.01, lr_scheduler_type='linear', logging_steps=min(5, max_steps or 5),
-                             eval_strategy='steps' if eval_every else 'epoch', eval_steps=eval_every,
-                             save_strategy='no', report_to='none', label_names=['labels'], seed=seed, data_seed=seed,
-                             use_cpu=device == 'cpu', dataloader_num_workers=0, disable_tqdm=True)
-    cbs = [MetricsLog(run.metrics)]
-    with contextlib.suppress(ImportError):
-        from torch.utils.tensorboard import SummaryWriter
-        from transformers.integrations import TensorBoardCallback
-        cbs.append(TensorBoardCallback(SummaryWriter(str(run.logs))))
+    "The training stage's trainer, built for a classifier: a plain `Trainer` (label cross-entropy, scores at each evaluation), linear warmup and decay, no checkpoints."
+    args = training_args(run, device, seed=seed, num_train_epochs=epochs, max_steps=max_steps or -1, learning_rate=lr,
+                         per_device_train_batch_size=batch_size, per_device_eval_batch_size=64, warmup_steps=0.1,
+                         weight_decay=0.01, lr_scheduler_type='linear', logging_steps=min(5, max_steps or 5),
+                         eval_strategy='steps' if eval_every else 'epoch', eval_steps=eval_every, save_strategy='no')
     loss_fn = (lambda outputs, y, num_items_in_batch=None: F.cross_entropy(outputs.logits.float(), y, weight=weight)) if weight is not None else None
-    trainer = Trainer(model=net, args=args, train_dataset=train_t, eval_dataset=val_t, processing_class=tok, data_collator=DataCollatorWithPadding(tok),
-                      compute_loss_func=loss_fn, compute_metrics=lambda p: classification_metrics(p.label_ids, p.predictions.argmax(-1), labels), callbacks=cbs)
-    trainer.remove_callback(PrinterCallback)  # metrics.jsonl and the summary say it better than a dict per log
-    return trainer
-
-def _save_classifier(trainer, tok, run:RunDir, method:str)->Path: # the folder written: adapter/ or model/
-    "The adapter (with the head, and config.json holding the label names) or the full model, with the tokenizer."
-    folder = run.model if method == 'full' else run.adapter
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')  # PEFT looks for the alias on the Hub to check the vocabulary; it is the bundled model
-        trainer.model.save_pretrained(str(folder)); tok.save_pretrained(str(folder))
-    if method != 'full': trainer.model.base_model.model.config.save_pretrained(str(folder))  # label names beside the adapter
-    return folder
+    return make_trainer(net, args, run, train_t, val_t, DataCollatorWithPadding(tok), trainer_cls=Trainer, callbacks=[MetricsLog(run.metrics)],
+                        processing_class=tok, compute_loss_func=loss_fn,
+                        compute_metrics=lambda p: classification_metrics(p.label_ids, p.predictions.argmax(-1), labels))
 
 def _classifier_summary(trainer, result, val:dict, train_t, batch_size, runtime, model, method, config, device, net, data_dir,
                         report, labels, folder)->dict:
@@ -299,11 +282,11 @@ def train_classifier(
         t0 = time.time(); result = trainer.train(); runtime = time.time() - t0
         evals = [h for h in trainer.state.log_history if 'eval_loss' in h]
         val = evals[-1] if evals and evals[-1]['step'] == trainer.state.global_step else trainer.evaluate()
-        folder = _save_classifier(trainer, tok, tmp, method)
-        summary = _classifier_summary(trainer, result, val, train_t, batch_size, runtime, model, method, config, device, net, data_dir,
-                                      report, labels, folder)
-        write_json(tmp.summary, summary)
-        import matplotlib.pyplot as plt; plt.close(plot_losses(tmp.metrics, tmp.loss_plot)) # the training lesson's plot
+        full = method == 'full'
+        summarize = lambda recs, ref: _classifier_summary(trainer, result, val, train_t, batch_size, runtime, model, method, config, device,
+                                                          net, data_dir, report, labels, tmp.model if full else tmp.adapter)
+        summary = finish_run(trainer, tmp, tok, summarize, model, base=net if full else net.get_base_model(), full=full,
+                             with_config=not full) # the training stage's finish: weights, loss plot, summary.json
         shutil.rmtree(tmp.checkpoints, ignore_errors=True)
     return summary
 
@@ -352,14 +335,14 @@ def load_classifier_run(
 
 # %% ../nbs/50_classify.ipynb #5d11faf5
 def _bootstrap(y, pb, pt, labels:list, n_boot:int=1000, seed:int=0)->dict:
-    "95% percentile intervals of every metric for base, tuned and tuned - base, from paired resamples of the rows."
-    rng = np.random.default_rng(seed); y, pb, pt = map(np.asarray, (y, pb, pt)); draws = {}
-    for _ in range(n_boot):
-        i = rng.integers(0, len(y), len(y))
-        b, t = classification_metrics(y[i], pb[i], labels), classification_metrics(y[i], pt[i], labels)
-        for k in b: draws.setdefault(k, []).append((b[k], t[k], t[k] - b[k]))
-    ci = lambda a: [round(float(np.percentile(a, 2.5)), 4), round(float(np.percentile(a, 97.5)), 4)]
-    return {k: [ci(np.array(v)[:, j]) for j in range(3)] for k, v in draws.items()}
+    "95% intervals of every metric for base, tuned and tuned - base: the evaluation stage's `bootstrap` and `ci95`, paired (the same resamples)."
+    keys = list(classification_metrics(y, pb, labels))
+    def every_metric(d, idx): # one row per resample, one column per metric
+        gold, pred = map(np.asarray, d)
+        return np.array([[m[k] for k in keys] for m in (classification_metrics(gold[i], pred[i], labels) for i in idx)])
+    (_, b), (_, t) = bootstrap(every_metric, (y, pb), n_boot, seed), bootstrap(every_metric, (y, pt), n_boot, seed)
+    ci = lambda a: [round(x, 4) for x in ci95(a)]
+    return {k: [ci(b[:, j]), ci(t[:, j]), ci(t[:, j] - b[:, j])] for j, k in enumerate(keys)}
 
 def classifier_report_md(
     rep:dict, # a report from `evaluate_classifier`

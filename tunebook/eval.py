@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np, torch, torch.nn.functional as F
 from datasets import Dataset
 from fastcore.script import call_parse, store_true
-from .models import load_tuned, read_json_checked
+from fastcore.meta import delegates
+from .models import load_tuned, read_json_checked, ensure_chat_template, adds_bos, end_of_turn_id
 from .clean import load_prepared
-from .format import tokenize_dataset, PaddedCollator, ensure_chat_template, adds_bos, end_of_turn_id
+from .format import tokenize_dataset, PaddedCollator
 from .metrics import load_metric, bleu_from_stats, per_class_prf
 
 # %% auto #0
@@ -88,15 +89,14 @@ def token_nll(
     model.train(was_training)
     return nll, cnt
 
+@delegates(token_nll)
 def perplexity(
     model, tok,           # a causal LM and its tokenizer
     ds:Dataset,           # rows with `messages` (chat) or `text`
-    seq_len:int=512,      # longest sequence, as in training
-    batch_size:int=8,     # rows per forward pass
-    task:str='chat',      # 'chat': answers only; 'text': every token
+    **kwargs,             # `seq_len`, `batch_size`, `task`: as `token_nll`
 )->dict:                  # perplexity, loss (mean NLL per token) and the number of tokens scored
     "Perplexity of `model` on `ds`, on the same tokens the training loss uses."
-    nll, cnt = token_nll(model, tok, ds, seq_len, batch_size, task)
+    nll, cnt = token_nll(model, tok, ds, **kwargs)
     if cnt.sum() == 0: raise TunebookError("No token to score: every example was dropped or has no trained answer tokens.")
     loss = float(nll.sum()/cnt.sum())
     return dict(perplexity=math.exp(loss), loss=loss, tokens=int(cnt.sum()))
@@ -243,15 +243,16 @@ STATISTICS = dict(mean=_mean, perplexity=_ppl, bleu=_bleu, macro_f1=_macro_f1)  
 def _n(d): return len(d[0]) if isinstance(d, tuple) else len(d)
 
 def bootstrap(
-    kind:str,             # a key of `STATISTICS`
+    kind,                 # a key of `STATISTICS`, or a statistic `f(data, indices)` -> one value (or row) per row of `indices`
     data,                 # per-example data: scores, (nll, tokens), BLEU stats or (predicted, gold) labels
     n_boot:int=1000,      # resamples
     seed:int=0,           # the same seed gives the same resamples (paired across models with as many examples)
-)->tuple:                 # (the statistic on all examples, the statistic on every resample)
+)->tuple:                 # (the statistic on all examples, the statistic on every resample); a float, or a row of values
     "The statistic of `data` and its bootstrap distribution."
-    stat, n = STATISTICS[kind], _n(data)
+    stat, n = kind if callable(kind) else STATISTICS[kind], _n(data)
     idx = np.random.default_rng(seed).integers(0, n, (n_boot, n))
-    return float(stat(data, np.arange(n)[None])[0]), stat(data, idx)
+    whole = stat(data, np.arange(n)[None])[0]
+    return float(whole) if np.ndim(whole) == 0 else whole, stat(data, idx)
 
 def ci95(samples)->list: # [2.5th, 97.5th] percentile
     "The 95% percentile interval of bootstrap samples."

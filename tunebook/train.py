@@ -26,8 +26,8 @@ __all__ = ['SHORT_RUN', 'RESUME_MUST_MATCH', 'TRAIN_ARGS', 'DATA_DIR_ARG', 'Coun
            'checkpoint_problem', 'list_checkpoints', 'latest_checkpoint', 'lr_factor', 'TunebookTrainer',
            'NonFiniteLoss', 'read_metrics', 'MetricsLog', 'StepClock', 'NonFiniteGuard', 'WeightWatch', 'TrackBest',
            'EarlyStopping', 'ProgressBar', 'add_run_callbacks', 'resume_counters', 'plot_losses', 'LivePlot',
-           'check_train_settings', 'plan_steps', 'train', 'training_data', 'learned_nothing', 'train_cli',
-           'cli_train_kwargs']
+           'check_train_settings', 'plan_steps', 'train', 'training_data', 'training_args', 'make_trainer',
+           'learned_nothing', 'save_weights', 'finish_run', 'train_cli', 'cli_train_kwargs']
 
 # %% ../nbs/23_train.ipynb #45c944a0
 class CountingCollator:
@@ -599,7 +599,6 @@ def _attach_callbacks(trainer, run:RunDir, config:dict, early_stopping, live_plo
     "The run's callbacks, a live plot in notebooks, the caller's own callbacks; the config the checkpoints record."
     live = LivePlot() if is_main() and (live_plot if live_plot is not None else _in_notebook()) else None
     cbs = add_run_callbacks(trainer, run.metrics, patience=early_stopping, live=live, progress=verbose)
-    trainer.remove_callback(PrinterCallback) # the bar shows the figures; metrics.jsonl keeps them all
     for c in callbacks or []: trainer.add_callback(c)
     trainer.tb_state['config'] = config
     return cbs
@@ -644,29 +643,59 @@ TRAIN_ARGS = ('model', 'method', 'task', 'max_steps', 'epochs', 'batch_size', 'g
               'eval_every', 'early_stopping', 'save_every', 'keep_last', 'seed', 'warmup', 'schedule', 'grad_clip',
               'grad_ckpt', 'dtype', 'overflow', 'weight_decay', 'data_dir', 'out')
 
+def training_args(
+    run:RunDir,               # the run folder: checkpoints go to `run.checkpoints`, trackers name the run after it
+    device:str,               # the training device
+    dtype=None,               # the weights dtype: bf16/fp16 turn on mixed precision on CUDA
+    seed:int=0,               # weights, data order and dropout
+    report_to:str|list='tensorboard', # trackers (`trackers`); TensorBoard is `make_trainer`'s own writer
+    **kwargs,                 # the run's schedule, batch, evaluation and saving settings (`TrainingArguments` fields)
+)->TrainingArguments:         # what every tunebook run shares, plus `kwargs`
+    "`TrainingArguments` for a run: the run folder, the seeds, device and precision, no tqdm, data loaded in-process."
+    cuda = str(device).startswith('cuda')
+    return TrainingArguments(output_dir=str(run.checkpoints), run_name=run.root.name, seed=seed, data_seed=seed,
+                             report_to=trackers(report_to)[1], disable_tqdm=True, dataloader_num_workers=0, label_names=['labels'],
+                             bf16=cuda and dtype == torch.bfloat16, fp16=cuda and dtype == torch.float16,
+                             use_cpu=not cuda and str(device) == 'cpu', **kwargs)
+
+def make_trainer(
+    net,                      # the model to train
+    args:TrainingArguments,   # from `training_args`
+    run:RunDir,               # the run folder (TensorBoard writes to `run.logs`)
+    train_ds,                 # the training split
+    val_ds,                   # the validation split, or None
+    collate,                  # the data collator
+    trainer_cls=TunebookTrainer, # the classification lesson passes a plain `Trainer`
+    report_to:str|list='tensorboard', # a TensorBoard writer when this names tensorboard
+    callbacks:list|None=None, # callbacks that need no trainer (`MetricsLog`); `add_run_callbacks` adds those that do
+    **kwargs,                 # for `trainer_cls`: `keep_last`, `warmup`, `schedule`; or `compute_metrics`, `compute_loss_func`
+)->Trainer:                   # the trainer, without the Trainer's printed log dicts (metrics.jsonl and the bar say it better)
+    "The trainer of one run: its model, data, collator, TensorBoard writer and callbacks."
+    tb = []
+    if trackers(report_to)[0]:
+        from torch.utils.tensorboard import SummaryWriter
+        from transformers.integrations import TensorBoardCallback
+        tb = [TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(run.logs)))]
+    run.checkpoints.mkdir(parents=True, exist_ok=True)
+    trainer = trainer_cls(model=net, args=args, train_dataset=train_ds, eval_dataset=val_ds, data_collator=collate,
+                          callbacks=tb + list(callbacks or []), **kwargs)
+    trainer.remove_callback(PrinterCallback)
+    return trainer
+
 def _make_trainer(net, run:RunDir, train_ds, val_ds, collate, device, dtype, max_steps, epochs, batch_size, grad_accum, lr,
                   eval_every, save_every, keep_last, seed, warmup, schedule, grad_clip, weight_decay, report_to='tensorboard')->TunebookTrainer:
-    "The Trainer and its arguments for one run."
-    from torch.utils.tensorboard import SummaryWriter
-    from transformers.integrations import TensorBoardCallback
-    cuda = str(device).startswith('cuda')
+    "The causal-LM run's settings on `training_args` and `make_trainer`: every step trains, checkpoints at each evaluation."
     save_every = save_every or (eval_every if val_ds is not None and eval_every else None) or 50
-    args = TrainingArguments(
-        output_dir=str(run.checkpoints), seed=seed, data_seed=seed,
+    args = training_args(run, device, dtype, seed, report_to,
         max_steps=max_steps or -1, num_train_epochs=epochs,
         per_device_train_batch_size=batch_size, per_device_eval_batch_size=batch_size, gradient_accumulation_steps=grad_accum,
         learning_rate=lr, lr_scheduler_type=schedule, warmup_steps=0, max_grad_norm=grad_clip or 0.0, # warmup: `create_scheduler`
         weight_decay=weight_decay, optim='adamw_torch',
         eval_strategy='steps' if (val_ds is not None and eval_every) else 'no', eval_steps=eval_every,
         save_strategy='steps', save_steps=save_every, save_total_limit=None,
-        logging_steps=1, logging_first_step=True, report_to=trackers(report_to)[1], run_name=run.root.name, disable_tqdm=True,
-        bf16=cuda and dtype == torch.bfloat16, fp16=cuda and dtype == torch.float16, use_cpu=not cuda and str(device) == 'cpu',
-        dataloader_num_workers=0, remove_unused_columns=False, label_names=['labels'],
-    )
-    tb = [TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(run.logs)))] if trackers(report_to)[0] else []
-    run.checkpoints.mkdir(parents=True, exist_ok=True)
-    return TunebookTrainer(model=net, args=args, train_dataset=train_ds, eval_dataset=val_ds, data_collator=collate,
-                           callbacks=tb, keep_last=keep_last, warmup=warmup, schedule=schedule)
+        logging_steps=1, logging_first_step=True, remove_unused_columns=False)
+    return make_trainer(net, args, run, train_ds, val_ds, collate, report_to=report_to, keep_last=keep_last, warmup=warmup, schedule=schedule)
+
 
 # %% ../nbs/23_train.ipynb #3da3d749
 def _dropped(tok_stats:dict)->dict:
@@ -687,7 +716,15 @@ def learned_nothing(
     if (z := sum(lr == 0 for lr in lrs)): out.append(f'{z} of {len(lrs)} optimizer steps applied a learning rate of 0')
     return out
 
-def _save_weights(net, run:RunDir, tok, model:str, base, full:bool)->dict: # the base reference written beside the adapter
+def save_weights(
+    net,                    # the trained model (a PEFT model unless `full`)
+    run:RunDir,             # the run folder: the weights go to `run.adapter` or `run.model`
+    tok,                    # the tokenizer, saved beside the weights
+    model:str,              # the base as the user gave it: alias, Hub id or folder
+    base=None,              # the loaded base (its config fingerprints the adapter's base); read from `model` if None
+    full:bool=False,        # a full fine-tune: the whole model goes to `run.model`
+    with_config:bool=False, # also write the base's config.json beside the adapter (a classifier's label names)
+)->dict:                    # the base reference, also written beside the adapter (`tunebook_base.json`)
     "The final adapter (or full model) and tokenizer, written atomically; the adapter names its base portably."
     if bad := _nonfinite_params(net): raise TunebookError(f"The final weights hold NaN/inf ({bad[0]}); nothing was saved.")
     ref = base_reference(model, base.config if base is not None else None)
@@ -699,6 +736,7 @@ def _save_weights(net, run:RunDir, tok, model:str, base, full:bool)->dict: # the
             net.save_pretrained(tmp)
         tok.save_pretrained(tmp)
         if not full: write_json(tmp/'tunebook_base.json', ref) # resolves from any folder; the fingerprint catches a different base
+        if with_config and not full: net.get_base_model().config.save_pretrained(tmp)
     return ref
 
 def _run_summary(trainer, cbs:dict, run:RunDir, ref:dict, recs:list, method, task, config, device, dtype, data_dir, report, tok_stats,
@@ -741,13 +779,28 @@ def _say_done(summary:dict, run:RunDir, seq_len, verbose:bool):
 def _finish(trainer, cbs:dict, run:RunDir, tok, model, method, task, config, device, dtype, data_dir, report, tok_stats,
             runtime, verbose, notes=(), batch_size_used=None, base=None)->dict:
     "Save the final adapter (or model), the loss plot and `summary.json`; say loudly when the run learned nothing."
-    ref = _save_weights(trainer.model, run, tok, model, base, full=method == 'full')
+    summarize = lambda recs, ref: _run_summary(trainer, cbs, run, ref, recs, method, task, config, device, dtype, data_dir, report,
+                                               tok_stats, runtime, notes, batch_size_used)
+    summary = finish_run(trainer, run, tok, summarize, model, base, full=method == 'full')
+    _say_done(summary, run, config.get('seq_len'), verbose)
+    return summary
+
+def finish_run(
+    trainer,                # the trained trainer
+    run:RunDir,             # where the run is written
+    tok,                    # the tokenizer, saved beside the weights
+    summarize,              # `summarize(recs, ref)` -> summary.json's dict (recs: metrics.jsonl's records, ref: the base reference)
+    model:str,              # the base as the user gave it
+    base=None,              # the loaded base, as for `save_weights`
+    full:bool=False,        # a full fine-tune, as for `save_weights`
+    with_config:bool=False, # the base's config.json beside the adapter, as for `save_weights`
+)->dict:                    # the summary, also in `run.summary`
+    "Finish a run: the final weights (atomically), the loss plot from the metrics log, and `summary.json`."
+    ref = save_weights(trainer.model, run, tok, model, base, full, with_config)
     recs = read_metrics(run.metrics)
     import matplotlib.pyplot as plt; plt.close(plot_losses(recs, run.loss_plot))
-    summary = _run_summary(trainer, cbs, run, ref, recs, method, task, config, device, dtype, data_dir, report, tok_stats,
-                           runtime, notes, batch_size_used)
+    summary = summarize(recs, ref)
     write_json(run.summary, summary)
-    _say_done(summary, run, config.get('seq_len'), verbose)
     return summary
 
 def _num(v)->str: return 'n/a' if v is None else f"{v:.4g}" if isinstance(v, float) else str(v)
