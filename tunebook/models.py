@@ -50,7 +50,7 @@ def convert_gguf(
     gguf:str|Path,   # a .gguf file
     out:str|Path,    # folder to write (safetensors, config, tokenizer, chat template)
     dtype=torch.float32, # dtype of the dequantized weights
-)->Path:
+)->Path:             # `out`
     "Dequantize a GGUF model into a `transformers` safetensors folder."
     gguf = Path(gguf)
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
@@ -117,7 +117,7 @@ def _cached_snapshot(repo_id:str)->str|None:
 # %% ../nbs/01_models.ipynb #4efddb8e
 def load_tokenizer(
     name_or_path:str|Path=DEFAULT_MODEL, # alias, local folder or Hub id
-):
+)->PreTrainedTokenizerBase:              # the tokenizer, `pad_token` set
     "Load a tokenizer, with a pad token set (the EOS token when the model has none)."
     tok = AutoTokenizer.from_pretrained(resolve_model(name_or_path))
     if tok.pad_token is None: tok.pad_token = tok.eos_token
@@ -130,7 +130,7 @@ def load_base(
     dtype:torch.dtype|None=None, # weights dtype; `default_dtype(device)` if None
     device:str|None=None,  # where to put the model; `default_device()` if None
     **kwargs,              # passed to `from_pretrained` (e.g. `num_labels`, `quantization_config`)
-):                         # (model, tokenizer)
+)->tuple:                  # (model, tokenizer)
     "Load a base model and its tokenizer for fine-tuning."
     device = device or default_device()
     dtype = dtype or default_dtype(device)
@@ -156,7 +156,8 @@ def model_summary(
 # %% ../nbs/01_models.ipynb #bc8049b3
 @torch.no_grad()
 def complete(
-    model, tok,                # a causal LM and its tokenizer
+    model,                     # a causal LM (plain or PEFT)
+    tok,                       # its tokenizer, with a chat template
     messages:list|str,         # chat messages (`[{'role': 'user', 'content': ...}]`) or a single user prompt
     max_new_tokens:int=64,     # generation budget
 )->str:                        # the assistant's reply
@@ -321,9 +322,11 @@ def check_chats(
 # %% ../nbs/01_models.ipynb #94da19c1
 def tiny_causal_lm(
     tokenizer:str|Path=DEFAULT_MODEL, # the real tokenizer (and chat template) to pair with the random model
-    hidden:int=64, layers:int=2, heads:int=4, # model shape
+    hidden:int=64,                    # hidden size (the MLP is twice as wide)
+    layers:int=2,                     # decoder layers
+    heads:int=4,                      # attention heads (as many key/value heads); must divide `hidden`
     seed:int=0,                       # weights are identical for the same seed
-):                                    # (model, tokenizer)
+)->tuple:                             # (LlamaForCausalLM in eval mode, tokenizer)
     "A tiny random Llama-architecture causal LM that uses a real tokenizer."
     tok = load_tokenizer(tokenizer); torch.manual_seed(seed)
     cfg = LlamaConfig(vocab_size=len(tok), hidden_size=hidden, intermediate_size=hidden*2, num_hidden_layers=layers,
@@ -334,9 +337,11 @@ def tiny_causal_lm(
 
 def tiny_encoder(
     num_labels:int=2,                 # classifier outputs
-    hidden:int=32, layers:int=2, heads:int=2, # model shape
+    hidden:int=32,                    # hidden size (the MLP is twice as wide)
+    layers:int=2,                     # encoder layers
+    heads:int=2,                      # attention heads; must divide `hidden`
     seed:int=0,                       # weights are identical for the same seed
-):                                    # (model, tokenizer)
+)->tuple:                             # (BertForSequenceClassification in eval mode, tokenizer)
     "A tiny random BERT sequence classifier with the real MiniLM tokenizer."
     tok = load_tokenizer(MINILM); torch.manual_seed(seed)
     cfg = BertConfig(vocab_size=len(tok), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
@@ -429,7 +434,7 @@ def load_tuned(
     device:str|None=None,        # `default_device()` if None
     task:str='causal-lm',        # 'causal-lm' or 'classification' (the head and its label names come from the run)
     base:str|Path|None=None,     # the base model to put the adapter on; the one the adapter records if None
-):                               # (model, tokenizer)
+)->tuple:                        # (model, tokenizer)
     "Load a fine-tuned model (base + adapter, or a full model) for evaluation, chat or prediction."
     rd = RunDir(path)
     if rd.root.is_dir() and rd.kind is None:
