@@ -204,7 +204,7 @@ def lint_example(
     tok,                   # its tokenizer
     task:str='chat',       # 'chat' or 'text'
     seq_len:int|None=None, # the longest allowed row
-    _facts:dict|None=None,
+    _facts:dict|None=None, # the tokenizer's facts from `_lint_facts(tok, task)`, computed once for many rows
 )->str|None:               # what is wrong, or None
     "Check one tokenized example against the mask invariants."
     f = _facts or _lint_facts(tok, task)
@@ -315,7 +315,7 @@ def padding_efficiency(
     seq_len:int=512,    # row length for packing and fixed padding
     batch_size:int=8,   # rows per batch
     seed:int=0,         # shuffle of the batches
-):                      # a DataFrame: strategy, rows, tokens computed, efficiency = real tokens / tokens computed
+)->pd.DataFrame:        # strategy, rows, tokens computed, efficiency = real tokens / tokens computed
     "How much of the compute goes to real tokens when batches are padded, sorted or packed."
     import pandas as pd
     lengths = [min(int(n), seq_len) for n in lengths]
@@ -355,7 +355,9 @@ class PaddedCollator:
         return dict(input_ids=ids, labels=labels, attention_mask=att)
 
 # %% ../nbs/20_format.ipynb #8ac02f87
-def row_seq_lens(feature:dict)->list[int]: # tokens of each example packed in the row
+def row_seq_lens(
+    feature:dict, # a tokenized row: `input_ids`, and `seq_lens` or `position_ids` when packed
+)->list[int]:     # tokens of each example packed in the row
     "Example lengths of a row: from `seq_lens`, else from `position_ids` restarting at 0, else one example."
     if feature.get('seq_lens') is not None: return [int(n) for n in feature['seq_lens']]
     pos = feature.get('position_ids')
