@@ -192,7 +192,7 @@ def _run_grid(data_dir, out, plan, rows, shape, verbose)->list:
 # %% ../nbs/32_experiments.ipynb #9b5057a1
 def optuna_pruning(
     trial,  # the Optuna trial being trained
-):          # a `TrainerCallback` for `train(callbacks=...)`
+)->TrainerCallback: # for `train(callbacks=...)`; its `pruned` says whether Optuna stopped the run
     "A `TrainerCallback` that reports validation loss to an Optuna trial and stops training when Optuna prunes it."
     from transformers import TrainerCallback
     class OptunaPruning(TrainerCallback):
@@ -302,7 +302,7 @@ def sweep_markdown(
 def plot_sweep(
     out:str|Path,             # the sweep folder (the trials' metrics.jsonl are read from it)
     rep:dict,                 # the sweep report
-):                            # a matplotlib figure
+)->plt.Figure:                # validation loss against step, one line per trial
     "Validation loss against step for every trial, overlaid; the best trial drawn thick with its best point starred."
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(7, 3.8))
@@ -407,7 +407,7 @@ def comparison_markdown(
 
 def plot_comparison_ab(
     res:dict,  # the comparison (`compare_runs`)
-):             # a matplotlib figure
+)->plt.Figure: # one bar panel per metric
     "A and B side by side for every metric, with 95% intervals."
     import numpy as np, matplotlib.pyplot as plt
     ms = list(res['metrics'].items())
