@@ -67,7 +67,8 @@ def check_schema(
 # %% ../nbs/31_eval.ipynb #102098e2
 @torch.no_grad()
 def token_nll(
-    model, tok,           # a causal LM and its tokenizer
+    model,                # a causal LM (plain or PEFT)
+    tok,                  # its tokenizer (with the chat template for `task='chat'`)
     ds:Dataset,           # rows with `messages` (chat) or `text`
     seq_len:int=512,      # longest sequence, as in training
     batch_size:int=8,     # rows per forward pass
@@ -91,7 +92,8 @@ def token_nll(
 
 @delegates(token_nll)
 def perplexity(
-    model, tok,           # a causal LM and its tokenizer
+    model,                # a causal LM (plain or PEFT)
+    tok,                  # its tokenizer (with the chat template for `task='chat'`)
     ds:Dataset,           # rows with `messages` (chat) or `text`
     **kwargs,             # `seq_len`, `batch_size`, `task`: as `token_nll`
 )->dict:                  # perplexity, loss (mean NLL per token) and the number of tokens scored
@@ -125,7 +127,9 @@ def encode_prompt(
     if adds_bos(tok) and (not ids or ids[0] != tok.bos_token_id): ids = [tok.bos_token_id] + ids
     return ids
 
-def stop_token_ids(tok)->list: # EOS and the chat template's end-of-turn token
+def stop_token_ids(
+    tok, # a tokenizer, with or without a chat template
+)->list: # sorted ids: EOS and the chat template's end-of-turn token
     "The tokens that end an answer."
     ids = {tok.eos_token_id}
     try: ids.add(end_of_turn_id(tok))
@@ -164,7 +168,9 @@ def greedy_decode(
     return out
 
 # %% ../nbs/31_eval.ipynb #419b217e
-def max_positions(model)->int|None: # the longest sequence the model reads, or None if it does not say
+def max_positions(
+    model,         # a transformers model (anything with a `config`)
+)->int|None:       # the longest sequence the model reads, or None if it does not say
     "The model's number of positions (`max_position_embeddings`, `n_positions` or `max_seq_len` in its config)."
     cfg = getattr(model, 'config', None)
     return next((int(v) for k in ('max_position_embeddings', 'n_positions', 'max_seq_len') if (v := getattr(cfg, k, None))), None)
@@ -180,7 +186,8 @@ def check_generation_budget(
 
 @torch.no_grad()
 def generate(
-    model, tok,               # a causal LM and its tokenizer
+    model,                    # a causal LM (plain or PEFT)
+    tok,                      # its tokenizer (with the chat template when `chat`)
     prompts:list,             # chat message lists (the conversation before the answer) or strings
     max_new_tokens:int=64,    # generation budget per prompt
     batch_size:int=16,        # prompts decoded together (1 = the one-at-a-time loop)
@@ -254,16 +261,20 @@ def bootstrap(
     whole = stat(data, np.arange(n)[None])[0]
     return float(whole) if np.ndim(whole) == 0 else whole, stat(data, idx)
 
-def ci95(samples)->list: # [2.5th, 97.5th] percentile
+def ci95(
+    samples, # bootstrap values of one statistic (array-like)
+)->list:     # [2.5th, 97.5th] percentile, as floats
     "The 95% percentile interval of bootstrap samples."
     return [float(x) for x in np.percentile(samples, [2.5, 97.5])]
 
 # %% ../nbs/31_eval.ipynb #df990dab
 def metric_entry(
     kind:str,               # a key of `STATISTICS`
-    base, tuned,            # per-example data of each model (`base` may be None: tuned only)
+    base,                   # per-example data of the base model (see `bootstrap`), or None: tuned only
+    tuned,                  # per-example data of the tuned model, same rows as `base`
     higher_is_better:bool=True, # direction of the metric
-    n_boot:int=1000, seed:int=0,
+    n_boot:int=1000,        # bootstrap resamples
+    seed:int=0,             # the same seed resamples the same rows for both models (paired)
     tokens:int|None=None,   # tokens the figure rests on (perplexity: scored answer tokens)
     of:int|None=None,       # rows asked for (rows the figure rests on may be fewer)
     why:str|None=None,      # why rows are missing, for the report
@@ -297,10 +308,12 @@ GENERAL_TEXTS = [ # general English prose, written for tunebook and in no traini
 ]
 
 def forgetting_check(
-    base, tuned,               # (model, tokenizer) pairs
+    base:tuple,                # (model, tokenizer) before fine-tuning
+    tuned:tuple,               # (model, tokenizer) after
     texts:list|None=None,      # general texts; `GENERAL_TEXTS` if None
     threshold:float=0.1,       # flag a relative perplexity increase above this (0.1 = +10%)
-    seq_len:int=512, batch_size:int=8,
+    seq_len:int=512,           # longest sequence scored, in tokens
+    batch_size:int=8,          # texts per forward pass
 )->dict:                       # base_ppl, tuned_ppl, rel_change, flagged, threshold
     "Perplexity of both models on general text, and whether the tuned one got worse by more than `threshold`."
     ds = Dataset.from_dict({'text': list(texts or GENERAL_TEXTS)})
@@ -318,8 +331,9 @@ def _prompts(ds, task)->tuple:
     return [' '.join(w[:max(1, len(w)//2)]) for w in halves], [' '.join(w[max(1, len(w)//2):]) for w in halves]
 
 def text_scores(
-    predictions:list, references:list, # generated and reference texts
-)->dict:                                # metric -> per-example scores (BLEU: sufficient statistics)
+    predictions:list, # generated texts
+    references:list,  # reference texts, one per prediction
+)->dict:              # metric -> per-example scores (BLEU: sufficient statistics)
     "Per-example ROUGE-1/2/L, exact match, token F1 and BLEU statistics, with tunebook's `evaluate` modules."
     kw = dict(predictions=list(predictions), references=list(references))
     r = load_metric('rouge').compute(**kw, use_aggregator=False)
@@ -329,7 +343,13 @@ def text_scores(
                 f1=np.array(load_metric('f1').compute(**kw, use_aggregator=False)['f1']))
 
 @torch.no_grad()
-def predict_labels(model, tok, texts:list, batch_size:int=16, max_length:int=512)->np.ndarray: # predicted class ids
+def predict_labels(
+    model,                # a sequence classifier (`...ForSequenceClassification`, plain or PEFT)
+    tok,                  # its tokenizer
+    texts:list,           # texts to classify
+    batch_size:int=16,    # texts per forward pass
+    max_length:int=512,   # longer texts are truncated to this many tokens
+)->np.ndarray:            # predicted class ids, one per text
     "Class predictions of a sequence classifier."
     dev, out = next(model.parameters()).device, []
     model.eval()
@@ -339,9 +359,13 @@ def predict_labels(model, tok, texts:list, batch_size:int=16, max_length:int=512
     return np.concatenate(out)
 
 def evaluate_model(
-    model, tok,               # the model to evaluate and its tokenizer
-    ds:Dataset, task:str,     # rows and their task
-    max_new_tokens:int=64, batch_size:int=16, seq_len:int=512,
+    model,                    # the model to evaluate (causal LM, or a classifier for 'classification')
+    tok,                      # its tokenizer
+    ds:Dataset,               # the split's rows (`messages`, `text`, or `text` + `label`)
+    task:str,                 # 'chat', 'text' or 'classification'
+    max_new_tokens:int=64,    # generation budget per prompt
+    batch_size:int=16,        # prompts generated together (perplexity uses half as many rows per pass)
+    seq_len:int=512,          # longest sequence for perplexity, as in training
 )->dict:                      # per-example data for every metric, and the generations
     "Run one model over a split: perplexity, generations and per-example scores."
     if task == 'classification':
@@ -467,7 +491,9 @@ def _fmt(v, ci=None)->str:
     s = f"{v:.3f}" if abs(v) < 100 else f"{v:.1f}"
     return s + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else '')
 
-def report_table(rep:dict)->str: # a markdown table
+def report_table(
+    rep:dict, # an evaluation report (the `eval.json` schema)
+)->str:       # a markdown table, one row per metric
     "The metrics of a report as a markdown table: base, tuned, difference with 95% intervals."
     rows = ['| metric | base | tuned | diff [95% CI] | verdict | rows (tokens) |', '|---|---|---|---|---|---|']
     for k, e in rep['metrics'].items():
@@ -487,7 +513,9 @@ def report_table(rep:dict)->str: # a markdown table
     notes = [f"- {', '.join(ks)}: {note}" for note, ks in by_note.items()]
     return '\n'.join(rows + (['', *notes] if notes else []))
 
-def plot_comparison(rep:dict): # a matplotlib figure
+def plot_comparison(
+    rep:dict,     # an evaluation report (the `eval.json` schema)
+)->plt.Figure:    # one bar panel per metric
     "Bar chart of base vs tuned for every metric, with 95% intervals."
     import matplotlib.pyplot as plt
     ms = list(rep['metrics'].items())
@@ -504,7 +532,10 @@ def plot_comparison(rep:dict): # a matplotlib figure
     fig.tight_layout()
     return fig
 
-def report_markdown(rep:dict, image:str|None='eval.png')->str: # the eval.md text
+def report_markdown(
+    rep:dict,                  # an evaluation report (the `eval.json` schema)
+    image:str|None='eval.png', # the plot to link, relative to the markdown file; None: no image
+)->str:                        # the eval.md text
     "The whole report as markdown: table, forgetting check, examples."
     f = rep['forgetting']
     lines = [f"# Evaluation: {rep['tuned']}", '', f"Base: `{rep['base']}` · data: `{rep['data_dir']}` · split: `{rep['split']}` · "
@@ -540,7 +571,10 @@ def save_report(
 
 # %% ../nbs/31_eval.ipynb #cee5c2b1
 def check_eval_options(
-    max_new_tokens, batch_size, limit, n_examples, # `tunebook eval`'s numeric options
+    max_new_tokens, # answer budget: a whole number >= 1
+    batch_size,     # >= 1 (or None)
+    limit,          # rows to evaluate: >= 1, or None for all
+    n_examples,     # examples shown in the report: >= 0 (or None)
 ): # raises `TunebookError` naming the first option that cannot work
     "Refuse `tunebook eval` options that cannot work, before any model is loaded (a classifier run's command checks them too)."
     check_generation_budget(max_new_tokens)
