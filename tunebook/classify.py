@@ -48,7 +48,7 @@ def load_classifier(
     labels:list=('negative', 'positive'), # label names, in id order
     device:str|None=None,    # `default_device()` if None
     dtype:torch.dtype|None=None, # `default_dtype(device)` if None
-):                           # (model, tokenizer)
+)->tuple:                    # (model, tokenizer)
     "Load an encoder with a freshly initialised classification head for `labels`."
     labels = list(labels)
     if len(labels) < 2 or len(set(labels)) != len(labels): raise TunebookError(f"need at least 2 distinct labels; got {labels}.")
@@ -80,7 +80,8 @@ def predict(
 
 # %% ../nbs/50_classify.ipynb #8f911a07
 def confusion_matrix(
-    y_true, y_pred,        # integer labels
+    y_true,                # true label ids (integers)
+    y_pred,                # predicted label ids, same length
     num_labels:int,        # number of classes
 )->np.ndarray:             # counts, rows = true label, columns = predicted label
     "Count (true, predicted) label pairs."
@@ -88,7 +89,8 @@ def confusion_matrix(
     return np.bincount(y_true*num_labels + y_pred, minlength=num_labels**2).reshape(num_labels, num_labels)
 
 def classification_metrics(
-    y_true, y_pred,        # integer labels
+    y_true,                # true label ids (integers)
+    y_pred,                # predicted label ids, same length
     labels:list,           # label names, in id order
 )->dict:                   # accuracy, macro precision/recall/F1 and per-class `precision_<label>` etc.
     "Accuracy, macro-averaged and per-class precision, recall and F1 (0 where a class is never predicted)."
@@ -105,7 +107,7 @@ def plot_confusion(
     labels:list,            # label names
     title:str='',           # axes title
     ax=None,                # matplotlib axes to draw on (a new figure if None)
-):                          # the axes
+)->plt.Axes:                # the axes drawn on
     "Draw a confusion matrix with counts in the cells."
     import matplotlib.pyplot as plt
     if ax is None: _, ax = plt.subplots(figsize=(3.2, 3))
@@ -117,14 +119,22 @@ def plot_confusion(
     return ax
 
 # %% ../nbs/50_classify.ipynb #cf20b878
-def head_module(model)->str: # attribute name of the classification head
+def head_module(
+    model,   # a sequence classifier (BERT-style `classifier` or decoder-style `score` head)
+)->str:      # attribute name of the classification head
     "The name of `model`'s classification head (`classifier` or `score`)."
     for name in ('classifier', 'score'):
         if isinstance(getattr(model, name, None), torch.nn.Module): return name
     raise TunebookError(f"{type(model).__name__} has no `classifier` or `score` head; load it with `load_classifier`.")
 
 @torch.no_grad()
-def head_inputs(model, tok, texts:list, batch_size:int=64, max_length:int=256)->list: # one tensor per batch
+def head_inputs(
+    model,              # a classifier from `load_classifier`
+    tok,                # its tokenizer
+    texts:list,         # texts to encode
+    batch_size:int=64,  # texts per forward pass
+    max_length:int=256, # longer texts are truncated to this many tokens
+)->list:                # one tensor per batch, (rows, hidden) features the head reads
     "What the classification head receives for `texts` (the frozen encoder's features), batch by batch."
     head, got = getattr(model, head_module(model)), []
     hook = head.register_forward_pre_hook(lambda m, args: got.append(args[0].detach()))
@@ -134,7 +144,8 @@ def head_inputs(model, tok, texts:list, batch_size:int=64, max_length:int=256)->
 
 # %% ../nbs/50_classify.ipynb #17feccbf
 def linear_probe(
-    model, tok,                # a classifier from `load_classifier`; only its head is trained (in place)
+    model,                     # a classifier from `load_classifier`; only its head is trained (in place)
+    tok,                       # its tokenizer
     ds:Dataset,                # training rows with `text` and an integer `label`
     steps:int=300,             # optimizer steps over the cached features
     lr:float=1e-2,             # AdamW learning rate
@@ -142,7 +153,7 @@ def linear_probe(
     oversample:bool=False,     # repeat minority-class rows until the classes are balanced
     seed:int=0,                # head initialisation and which rows oversampling repeats
     features:torch.Tensor|None=None, # `head_inputs` of `ds`, if already computed (the encoder is frozen, so they never change)
-):                             # the model, with a trained head
+)->torch.nn.Module:            # the same model, with a trained head, in eval mode
     "Train only the classification head on frozen encoder features."
     head, n = getattr(model, head_module(model)), model.config.num_labels
     feats = torch.cat(head_inputs(model, tok, ds['text'])) if features is None else features
@@ -180,7 +191,9 @@ def oversample_classes(
     return ds.select(idx.tolist())
 
 # %% ../nbs/50_classify.ipynb #a73c6ea0
-def head_modules(model)->list: # module names to train in full and save with the adapter
+def head_modules(
+    model,   # a classifier from `load_classifier`
+)->list:     # module names to train in full and save with the adapter
     "The classification head, plus BERT's pooler where the model has one (it feeds the head and was never tuned for it)."
     pooler = getattr(getattr(model, 'base_model', None), 'pooler', None)
     return [head_module(model)] + (['pooler'] if isinstance(pooler, torch.nn.Module) else [])
@@ -192,7 +205,7 @@ def classifier_peft_config(
     alpha:float|None=None,  # LoRA scaling numerator; 2*r if None (scale = alpha / r = 2)
     dropout:float=0.1,      # dropout on the LoRA input
     targets:str|list='attention', # layers to adapt: 'attention' (query/key/value), 'auto' (+ MLP), 'all-linear' or names
-):                          # a PEFT config (task type SEQ_CLS) with the head (and pooler) in `modules_to_save`
+)->PeftConfig:              # task type SEQ_CLS, with the head (and pooler) in `modules_to_save`
     "The methods stage's PEFT config for sequence classification, with the new head trained in full and saved."
     if method in ('full', 'qlora'): raise TunebookError(f"method {method!r} has no adapter config here; classification supports full "
                                                         f"fine-tuning directly and QLoRA not at all (a 22M encoder needs no 4-bit).")
@@ -296,9 +309,15 @@ _TRAIN_ONLY = dict(grad_accum=1, packing=True, eval_every=50, early_stopping=Non
 _IGNORED = ('task', 'resume', 'live_plot', 'report_to', 'callbacks') # `train` settings that do not change a classifier run
 
 def train_from_train_args(
-    data_dir:str|Path, out:str|Path,  # prepared classification data and the run folder, as for `train`
+    data_dir:str|Path,                # prepared classification data (`tunebook prep --task classification`)
+    out:str|Path,                     # the run folder to write, as for `train`
     model:str=DEFAULT_MODEL,          # the training lesson's default means the bundled MiniLM here
-    method:str='lora', epochs:float=1.0, max_steps:int|None=None, batch_size:int=8, seed:int=0, device:str|None=None,
+    method:str='lora',                # as for `train_classifier`
+    epochs:float=1.0,                 # passes over the training rows
+    max_steps:int|None=None,          # optimizer steps; overrides `epochs` when given
+    batch_size:int=8,                 # rows per optimizer step
+    seed:int=0,                       # weights, head initialisation and data order
+    device:str|None=None,             # `default_device()` if None
     overwrite:bool=False,             # as for `train_classifier`
     lr:float=2e-4,                    # `train`'s default (2e-4) means this lesson's default (1e-3 adapters, 1e-4 full)
     seq_len:int=512,                  # `max_length`; `train`'s default (512) means this lesson's (128)
@@ -328,7 +347,7 @@ def train_from_cli(
 def load_classifier_run(
     path:str|Path|RunDir,    # run folder, adapter folder or model folder
     device:str|None=None,    # `default_device()` if None
-):                           # (model, tokenizer), in eval mode
+)->tuple:                    # (model, tokenizer), in eval mode
     "Load a trained classifier (base + adapter + head, or a full model) from a run folder."
     model, tok = load_tuned(path, device=device, task='classification') # the models lesson reads every run folder
     return model.eval(), tok
@@ -414,8 +433,11 @@ def evaluate_from_cli(
     split:str='test',     # split to score
     out:str|None=None,    # must be the run folder (or None): the report lives beside the run
     n_examples:int=5,     # texts shown in the report
-    limit:int|None=None, compare_base:bool=False, max_new_tokens:int=64, batch_size:int=16, # `tunebook eval` options with no meaning here
-):
+    limit:int|None=None,  # `tunebook eval` option with no meaning here: noted and ignored
+    compare_base:bool=False, # same: the run is always compared with its linear-probe baseline
+    max_new_tokens:int=64,   # same: a classifier generates nothing (still checked, as for any run)
+    batch_size:int=16,       # same (still checked, as for any run)
+)->dict:                  # the report, also printed and written as the run's eval.json / eval.md
     "`tunebook eval` for a classifier run: scored against its linear-probe baseline, the report printed and written into the run."
     check_eval_options(max_new_tokens, batch_size, limit, n_examples) # the same refusals as for any other run
     p = Path(model)
