@@ -32,7 +32,9 @@ __all__ = ['SHORT_RUN', 'RESUME_MUST_MATCH', 'TRAIN_ARGS', 'DATA_DIR_ARG', 'Coun
 # %% ../nbs/23_train.ipynb #45c944a0
 class CountingCollator:
     "Wrap a collator so each batch carries `real_tokens` (non-pad tokens); the trainer pops it before the forward pass."
-    def __init__(self, collate): self.collate = collate
+    def __init__(self,
+                 collate, # the collator to wrap: a list of tokenized rows -> a batch dict
+                ): self.collate = collate
     def __call__(self, features:list[dict])->dict:
         b = self.collate(features)
         b['real_tokens'] = torch.tensor(sum(len(f['input_ids']) for f in features))
@@ -73,7 +75,10 @@ def _sha256(p:Path)->str:
         for chunk in iter(lambda: f.read(1 << 20), b''): h.update(chunk)
     return h.hexdigest()
 
-def write_manifest(ck:Path, step:int)->Path:
+def write_manifest(
+    ck:Path,  # a checkpoint folder, every other file already written
+    step:int, # the optimizer step it holds
+)->Path:      # the written `ck/manifest.json`
     "List every file of checkpoint folder `ck` (size, SHA-256) in `manifest.json`, written last."
     files = {str(p.relative_to(ck)): dict(size=p.stat().st_size, sha256=_sha256(p)) for p in sorted(ck.rglob('*')) if p.is_file()}
     return write_json(ck/'manifest.json', dict(step=step, files=files, written=time.strftime('%Y-%m-%dT%H:%M:%S')))
@@ -97,7 +102,9 @@ def _step_of(p:Path)->int:
     try: return int(p.name.split('-')[-1])
     except ValueError: return -1
 
-def list_checkpoints(ckdir:Path)->list[Path]: # checkpoint folders, oldest first
+def list_checkpoints(
+    ckdir:Path,   # a run's `checkpoints/` folder (may not exist yet)
+)->list[Path]:    # checkpoint folders, oldest first
     "Every `checkpoint-<step>` folder in `ckdir` (complete or not), sorted by step."
     return sorted((p for p in Path(ckdir).glob('checkpoint-*') if p.is_dir() and _step_of(p) >= 0), key=_step_of)
 
@@ -131,7 +138,11 @@ def lr_factor(
 
 class TunebookTrainer(Trainer):
     "A `Trainer` with atomic, verified checkpoints, real-token counting, a NaN guard, token-weighted evaluation and a schedule where every step trains."
-    def __init__(self, *args, keep_last:int=2, warmup:float=0.05, schedule:str='cosine', **kwargs):
+    def __init__(self, *args,
+                 keep_last:int=2,        # complete checkpoints to keep (older ones are deleted)
+                 warmup:float=0.05,      # a fraction of the steps (< 1) or a number of steps
+                 schedule:str='cosine',  # 'cosine', 'linear' or 'constant_with_warmup'
+                 **kwargs):
         super().__init__(*args, **kwargs)
         self.keep_last, self.real_tokens, self.warmup, self.schedule = keep_last, 0, warmup, schedule
         self.tb_state = {} # counters saved in every checkpoint (tunebook_state.json) and restored on resume
@@ -166,7 +177,10 @@ def create_scheduler(self:TunebookTrainer, num_training_steps:int, optimizer=Non
 # %% ../nbs/23_train.ipynb #b7a7ae8a
 class NonFiniteLoss(TunebookError):
     "The loss became NaN or infinite; the run stops before the optimizer applies it."
-    def __init__(self, step:int, loss:float):
+    def __init__(self,
+                 step:int,   # the optimizer step whose loss was not finite
+                 loss:float, # that loss (nan or inf)
+                ):
         self.step, self.loss = step, loss
         super().__init__(f"Training stopped at step {step}: the loss is {loss} (not a finite number). Nothing from this step "
                          f"was applied or saved. Usual causes: a learning rate that is too high (try 10x lower), fp16 overflow "
@@ -225,7 +239,9 @@ def evaluate(self:TunebookTrainer, eval_dataset=None, ignore_keys=None, metric_k
     return metrics
 
 # %% ../nbs/23_train.ipynb #ece4ea9b
-def read_metrics(path:Path)->list[dict]: # the logged records, skipping a line torn by a crash
+def read_metrics(
+    path:Path,    # a run's metrics.jsonl (a missing file reads as no records)
+)->list[dict]:    # the logged records, skipping a line torn by a crash
     "Read `metrics.jsonl`."
     out = []
     if not Path(path).exists(): return out
@@ -235,7 +251,11 @@ def read_metrics(path:Path)->list[dict]: # the logged records, skipping a line t
 
 class MetricsLog(TrainerCallback):
     "Append every log (losses, learning rate, timing, real tokens/s) to metrics.jsonl, one flushed JSON line each."
-    def __init__(self, path:Path, trainer=None, live=None): self.path, self.tr, self.live, self.t0 = Path(path), trainer, live, time.perf_counter()
+    def __init__(self,
+                 path:Path,    # the metrics.jsonl to append to
+                 trainer=None, # a `TunebookTrainer`, whose counters (train time, real tokens) each record carries
+                 live=None,    # called with `path` after each write (e.g. a `LivePlot`)
+                ): self.path, self.tr, self.live, self.t0 = Path(path), trainer, live, time.perf_counter()
     def on_train_begin(self, args, state, control, **kw): self.t0 = time.perf_counter()
     def record(self, state, logs:dict)->dict: # one line: step, epoch, timing and real tokens (a `TunebookTrainer`'s counters), the log
         "The metrics.jsonl record of one log."
@@ -255,7 +275,9 @@ class MetricsLog(TrainerCallback):
 # %% ../nbs/23_train.ipynb #c409e492
 class StepClock(TrainerCallback):
     "Seconds (wall and CPU) inside optimizer steps, and the learning rate each step applied; a resumed run gets the re-planned rate."
-    def __init__(self, trainer:TunebookTrainer): self.st, self.t = trainer.tb_state, None; self.st.update(train_time=0.0)
+    def __init__(self,
+                 trainer:TunebookTrainer, # its `tb_state` gets `train_time` and `lr_per_step`
+                ): self.st, self.t = trainer.tb_state, None; self.st.update(train_time=0.0)
     def on_train_begin(self, args, state, control, optimizer=None, lr_scheduler=None, **kw):
         if optimizer is not None and hasattr(lr_scheduler, 'lr_lambdas'): # a resumed run: the optimizer holds the old plan's rate, re-apply ours
             for g, base, f in zip(optimizer.param_groups, lr_scheduler.base_lrs, lr_scheduler.lr_lambdas): g['lr'] = base*f(lr_scheduler.last_epoch)
@@ -277,7 +299,9 @@ class NonFiniteGuard(TrainerCallback):
 
 class WeightWatch(TrainerCallback):
     "A copy of the trainable weights (up to 50M of them) when training begins, to tell at the end whether they moved."
-    def __init__(self, trainer:TunebookTrainer): self.tr, self.start = trainer, None
+    def __init__(self,
+                 trainer:TunebookTrainer, # the trainer whose model's trainable weights are watched
+                ): self.tr, self.start = trainer, None
     def on_train_begin(self, args, state, control, **kw):
         if sum(p.numel() for p in self.tr.model.parameters() if p.requires_grad) <= 50_000_000:
             self.start = {n: p.detach().float().cpu().clone() for n, p in self.tr.model.named_parameters() if p.requires_grad}
@@ -293,7 +317,10 @@ def _small(model)->bool: # trainable weights are under a fifth of the model (an 
 
 class TrackBest(TrainerCallback):
     "The best validation loss and its step; with `keep_weights`, those weights in memory (PEFT methods) for `restore_best`."
-    def __init__(self, trainer:TunebookTrainer, keep_weights:bool=False):
+    def __init__(self,
+                 trainer:TunebookTrainer, # its `tb_state` gets `best_val`, `best_step` and `bad_evals`
+                 keep_weights:bool=False, # also keep the best weights in memory (PEFT methods), for `restore_best`
+                ):
         self.tr, self.st, self.keep, self.best = trainer, trainer.tb_state, keep_weights, None
         self.st.update(best_val=None, best_step=None, bad_evals=0)
     def on_evaluate(self, args, state, control, metrics=None, **kw):
@@ -313,7 +340,10 @@ class TrackBest(TrainerCallback):
 
 class EarlyStopping(TrainerCallback):
     "Stop the run after `patience` evaluations without a better validation loss (counted by `TrackBest`, added before it)."
-    def __init__(self, trainer:TunebookTrainer, patience:int): self.st, self.patience = trainer.tb_state, patience
+    def __init__(self,
+                 trainer:TunebookTrainer, # its `tb_state['bad_evals']` (kept by `TrackBest`) is read
+                 patience:int,            # evaluations without a better validation loss before stopping
+                ): self.st, self.patience = trainer.tb_state, patience
     def on_evaluate(self, args, state, control, metrics=None, **kw):
         if (metrics or {}).get('eval_loss') is None or self.st['bad_evals'] < self.patience: return
         print(f"early stopping at step {state.global_step}: validation loss has not improved for {self.patience} evaluations "
@@ -323,7 +353,9 @@ class EarlyStopping(TrainerCallback):
 # %% ../nbs/23_train.ipynb #3eec9f2b
 class ProgressBar(TrainerCallback):
     "One progress bar (step, loss, validation loss, real tokens/s) instead of the Trainer's raw log dicts."
-    def __init__(self, trainer:TunebookTrainer): self.tr, self.bar, self.post = trainer, None, {}
+    def __init__(self,
+                 trainer:TunebookTrainer, # the trainer whose steps and real tokens are shown
+                ): self.tr, self.bar, self.post = trainer, None, {}
     def on_train_begin(self, args, state, control, **kw):
         from tqdm.auto import tqdm
         self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc='training', unit='step', dynamic_ncols=True)
@@ -375,7 +407,7 @@ def plot_losses(
     metrics:Path|list,     # metrics.jsonl path or its records
     path:Path|None=None,   # save the figure here (PNG) if given
     ax=None,               # draw into this matplotlib axis
-):                         # the matplotlib figure
+)->plt.Figure:             # the figure drawn on
     "Training and validation loss against step."
     import matplotlib.pyplot as plt
     recs = read_metrics(metrics) if not isinstance(metrics, list) else metrics
@@ -394,7 +426,9 @@ def plot_losses(
 
 class LivePlot:
     "Redraw the loss plot in a notebook while training (at most every `every` seconds)."
-    def __init__(self, every:float=2.0): self.every, self.last, self.handle = every, 0.0, None
+    def __init__(self,
+                 every:float=2.0, # seconds between redraws, at least
+                ): self.every, self.last, self.handle = every, 0.0, None
     def __call__(self, path):
         if time.time() - self.last < self.every: return
         import matplotlib.pyplot as plt
@@ -425,10 +459,19 @@ def _bad_number(v, name:str, lo=None, lo_ok:bool=True, integer:bool=False, optio
     return None
 
 def check_train_settings(
-    lr:float=2e-4, batch_size:int=4, grad_accum:int=1, seq_len:int=512, # the training knobs of `train` (same names)
-    max_steps:int|None=None, epochs:float=1.0, warmup:float=0.05, eval_every:int|None=50,
-    save_every:int|None=None, keep_last:int=2, grad_clip:float=1.0, weight_decay:float=0.0,
-    schedule:str='cosine',
+    lr:float=2e-4,            # peak learning rate: finite and > 0
+    batch_size:int=4,         # rows per micro-batch: a whole number >= 1
+    grad_accum:int=1,         # micro-batches per optimizer step: >= 1
+    seq_len:int=512,          # tokens per row: >= 8
+    max_steps:int|None=None,  # optimizer steps: >= 1, or None (then `epochs` counts)
+    epochs:float=1.0,         # passes over the data: > 0
+    warmup:float=0.05,        # a fraction of the steps (< 1) or a number of steps: >= 0
+    eval_every:int|None=50,   # steps between evaluations: >= 1, or None
+    save_every:int|None=None, # steps between checkpoints: >= 1, or None
+    keep_last:int=2,          # complete checkpoints to keep: >= 0
+    grad_clip:float=1.0,      # gradient-norm clip: >= 0 (0: none)
+    weight_decay:float=0.0,   # AdamW weight decay: >= 0
+    schedule:str='cosine',    # 'cosine', 'linear' or 'constant_with_warmup'
 ):  # raises `TunebookError` with one line per wrong setting
     "Refuse training settings that cannot train (or cannot be run), naming the option and a value that works."
     if isinstance(lr, (int, float)) and not isinstance(lr, bool) and math.isfinite(lr):
@@ -810,7 +853,7 @@ DATA_DIR_ARG = Param("prepared data folder (from `tunebook prep`); may come from
 
 @call_parse
 def train_cli(
-    data_dir:DATA_DIR_ARG=None,
+    data_dir:DATA_DIR_ARG=None,   # prepared data folder (positional; may come from --config)
     out:str=None,                 # run folder to write
     model:str=DEFAULT_MODEL,      # base model: alias, Hub id or local folder
     method:str='lora',            # lora, dora, rslora, qlora, full, prefix, prompt or ia3
@@ -837,7 +880,7 @@ def train_cli(
     report_to:str='tensorboard',  # trackers, comma-separated: none, tensorboard, mlflow, wandb, trackio
     dropout:float=0.05,           # LoRA dropout (0: none; runs on different process counts then match exactly)
     nproc:int=None,               # processes: re-launch through torchrun (GPUs, or CPU workers with gloo); see tunebook.distributed
-):
+)->dict|None:                     # the run summary; None in the process that re-launched with --nproc > 1
     "Fine-tune a model on prepared data and write a run folder."
     if nproc and nproc > 1: # `tunebook train ... --nproc 2` == `torchrun --nproc_per_node 2 -m tunebook.cli train ...`
         if (rc := relaunch(nproc, strip_option(sys.argv[sys.argv.index('train'):], '--nproc'))): sys.exit(rc)
