@@ -6,21 +6,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PKG = ROOT/'tunebook'
 
 # Public names still without full docments, each to be fixed; a fixed one must leave this set (a test checks it).
-PENDING = {
-    'classify.classification_metrics', 'classify.classifier_peft_config', 'classify.confusion_matrix',
-    'classify.evaluate_from_cli', 'classify.head_inputs', 'classify.head_module', 'classify.head_modules',
-    'classify.linear_probe', 'classify.load_classifier', 'classify.load_classifier_run', 'classify.plot_confusion',
-    'classify.train_from_train_args', 'eval.check_eval_options', 'eval.ci95', 'eval.evaluate_model',
-    'eval.forgetting_check', 'eval.generate', 'eval.max_positions', 'eval.metric_entry', 'eval.perplexity',
-    'eval.plot_comparison', 'eval.predict_labels', 'eval.report_markdown', 'eval.report_table',
-    'eval.stop_token_ids', 'eval.text_scores', 'eval.token_nll', 'experiments.optuna_pruning',
-    'experiments.plot_comparison_ab', 'experiments.plot_sweep', 'format.lint_example', 'format.padding_efficiency',
-    'format.row_seq_lens', 'models.complete', 'models.convert_gguf', 'models.load_base', 'models.load_tokenizer',
-    'models.load_tuned', 'models.tiny_causal_lm', 'models.tiny_encoder', 'train.CountingCollator',
-    'train.EarlyStopping', 'train.LivePlot', 'train.MetricsLog', 'train.NonFiniteLoss', 'train.ProgressBar',
-    'train.StepClock', 'train.TrackBest', 'train.TunebookTrainer', 'train.WeightWatch', 'train.check_train_settings',
-    'train.list_checkpoints', 'train.plot_losses', 'train.read_metrics', 'train.train_cli', 'train.write_manifest',
-}
+PENDING = set()
 
 def comment_lines(src:str)->dict:
     "line number -> text of the comment on that line."
