@@ -192,7 +192,8 @@ if __name__ == '__main__':
         from tunebook.plan import estimate
         cfg = s['config']
         e = estimate('smollm2-135m-instruct', seq_len=cfg.get('seq_len', 512), batch_size=s['batch_size_used'], grad_accum=cfg.get('grad_accum', 1),
-                     dtype={'float32': 'fp32', 'bfloat16': 'bf16', 'float16': 'fp16'}[s['dtype']], device='cpu')
+                     dtype={'float32': 'fp32', 'bfloat16': 'bf16', 'float16': 'fp16'}[s['dtype']], device='cpu',
+                     dropout=json.loads((w/name/'adapter'/'adapter_config.json').read_text()).get('lora_dropout', 0.0)) # the run's own
         res[name]['planner_estimate_mb'] = round(e['total_gb']*1024)  # today's planner (the working tree's), for every run
         res[name]['measured_over_estimate'] = round(s['peak_memory_mb']/res[name]['planner_estimate_mb'], 2)
         load.append(os.getloadavg()[0]); save()

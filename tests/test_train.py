@@ -11,8 +11,8 @@ from tiny_workspace import make_tiny_workspace
 ROOT = Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, OMP_NUM_THREADS='1', HF_HUB_OFFLINE='1', TOKENIZERS_PARALLELISM='false', MPLBACKEND='Agg',
            PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get('PYTHONPATH', ''))
-# the run every resume test repeats: 8 steps, a checkpoint after every step, LoRA dropout on (so RNG restore matters)
-ARGS = dict(max_steps=8, batch_size=2, seq_len=128, lr=1e-3, eval_every=4, save_every=1, keep_last=3, seed=3, verbose=False)
+# the run every resume test repeats: 8 steps, a checkpoint after every step, LoRA dropout on (so RNG restore matters; the default is off)
+ARGS = dict(max_steps=8, batch_size=2, seq_len=128, lr=1e-3, eval_every=4, save_every=1, keep_last=3, seed=3, dropout=0.05, verbose=False)
 DRIVER = """import json, sys, torch
 torch.set_num_threads(1)
 from tunebook.train import train

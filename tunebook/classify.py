@@ -341,7 +341,7 @@ def train_from_cli(
     "`tunebook train` for a classification data folder (the CLI routes it here by task)."
     v = dict(values); nproc, dropout = v.pop('nproc', None), v.pop('dropout', None)
     if nproc and nproc > 1: raise TunebookError("--nproc: a classification run trains in one process (the encoder is small); drop --nproc.")
-    return train_from_train_args(**cli_train_kwargs(v), **({} if dropout in (None, 0.05) else dict(dropout=dropout)))
+    return train_from_train_args(**cli_train_kwargs(v), **({} if dropout in (None, 0.0) else dict(dropout=dropout)))
 
 # %% ../nbs/50_classify.ipynb #32f47afa
 def load_classifier_run(

@@ -52,7 +52,7 @@ class TrainConfig(BaseModel):
     weight_decay: float = 0.0        # AdamW weight decay
     r: int = 16                      # LoRA rank: 16 x (in + out) parameters per adapted layer
     alpha: float|None = None         # LoRA alpha; None: 2 x r
-    dropout: float = 0.05            # dropout on the LoRA input
+    dropout: float = 0.0             # dropout on the LoRA input (0: none)
     targets: str|list[str] = 'auto'  # layers to adapt: auto, attention, all-linear, or a list of names
     num_virtual_tokens: int = 20     # learned tokens for prefix and prompt tuning
     report_to: str|list[str] = 'tensorboard' # trackers: none, tensorboard, mlflow, wandb, trackio (several allowed)

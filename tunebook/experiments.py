@@ -67,7 +67,7 @@ def fit_note(
     try:
         e = estimate(cfg.model, cfg.method, seq_len=cfg.seq_len, batch_size=cfg.batch_size, grad_accum=cfg.grad_accum,
                      dtype={'bfloat16': 'bf16', 'float16': 'fp16', 'float32': 'fp32'}.get(cfg.dtype, cfg.dtype),
-                     grad_ckpt=cfg.grad_ckpt, device=cfg.device, r=cfg.r, shape=shape)
+                     grad_ckpt=cfg.grad_ckpt, device=cfg.device, r=cfg.r, dropout=cfg.dropout, shape=shape)
     except TunebookError as err: return f"skipped: {err}"
     except Exception: return None # a model the planner cannot read (e.g. a classifier): run it and measure
     if e['fits']: return None

@@ -89,6 +89,7 @@ def estimate(
     grad_ckpt:bool=False,  # gradient checkpointing
     device:str|None=None,  # 'cpu', 'cuda', or a GPU name from `GPUS`; this machine's device if None
     r:int=16,              # LoRA rank
+    dropout:float=0.0,     # LoRA dropout: above 0 it keeps a masked copy of each adapted layer's input
     steps:int=100,         # optimizer steps, for the total time
     shape:dict|None=None,  # a `model_shape` result to reuse
 )->dict:                   # memory parts and total (GB), seconds per step, tokens/s, total minutes, fits
@@ -106,8 +107,8 @@ def estimate(
     train_state = T*(16 if method == 'full' else 16)/gb - (N*4/gb if method == 'full' else 0) # full: master weights counted once
     tokens = batch_size*seq_len
     # values kept per token and layer, measured (SmolLM2, fp32, 2x512 and 4x512 steps): ~20h + 4f for the block itself,
-    # ~14h more for LoRA with its default dropout (a dropped-out copy and mask of each adapted layer's input)
-    per_tok = (sh['hidden'] if grad_ckpt else (20*sh['hidden'] + 4*sh['intermediate'] + (14*sh['hidden'] if method in LORA_FAMILY else 0)))
+    # ~14h more for LoRA with dropout on (a dropped-out copy and mask of each adapted layer's input)
+    per_tok = (sh['hidden'] if grad_ckpt else (20*sh['hidden'] + 4*sh['intermediate'] + (14*sh['hidden'] if method in LORA_FAMILY and dropout else 0)))
     acts = tokens*sh['layers']*per_tok*act_b/gb + (tokens*(10*sh['hidden'] + 4*sh['intermediate'])*act_b/gb if grad_ckpt else 0)
     chunked = method not in VIRTUAL_TOKEN_METHODS # training uses `tunebook.loss`: at most LOSS_CHUNK tokens' logits at once
     logits = (min(tokens, LOSS_CHUNK) if chunked else tokens)*sh['vocab']*(act_b + 8)/gb

@@ -878,7 +878,7 @@ def train_cli(
     task:str='auto',              # chat, text, classification, or auto (from the prep report)
     config:str=None,              # YAML run config (e.g. a run's config.yaml); flags given explicitly override it
     report_to:str='tensorboard',  # trackers, comma-separated: none, tensorboard, mlflow, wandb, trackio
-    dropout:float=0.05,           # LoRA dropout (0: none; runs on different process counts then match exactly)
+    dropout:float=0.0,            # LoRA dropout (0, the default: none; runs on different process counts then match exactly)
     nproc:int=None,               # processes: re-launch through torchrun (GPUs, or CPU workers with gloo); see tunebook.distributed
 )->dict|None:                     # the run summary; None in the process that re-launched with --nproc > 1
     "Fine-tune a model on prepared data and write a run folder."
@@ -887,7 +887,7 @@ def train_cli(
         return
     v = dict(locals()); v.pop('nproc'); dropout = v.pop('dropout')
     kw = cli_train_kwargs(v)
-    if dropout != 0.05: # never accept an option and ignore it
+    if dropout != 0.0: # never accept an option and ignore it
         if kw.get('method', 'lora') not in ('lora', 'dora', 'rslora', 'qlora'): raise TunebookError(f"--dropout sets the LoRA adapter's dropout; method '{kw['method']}' has none.")
         kw['dropout'] = dropout
     return train(**kw, live_plot=False)
