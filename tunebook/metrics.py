@@ -25,6 +25,9 @@ def _label_features()->list:
     return [datasets.Features({'predictions': datasets.Value('int64'), 'references': datasets.Value('int64')}),
             datasets.Features({'predictions': datasets.Value('string'), 'references': datasets.Value('string')})]
 
+def _label_info(metric, inputs:str)->evaluate.MetricInfo: # a label metric's card: its docstring, inputs, int or string labels
+    return evaluate.MetricInfo(description=metric.__doc__, citation='', inputs_description=inputs, features=_label_features())
+
 def _as_ref_lists(references)->list: # every reference as a list of strings
     return [[r] if isinstance(r, str) else list(r) for r in references]
 
@@ -253,18 +256,14 @@ def per_class_prf(
 
 class Accuracy(evaluate.Metric):
     "Fraction of predictions equal to the reference label (integers or strings)."
-    def _info(self):
-        return evaluate.MetricInfo(description=self.__doc__, citation='',
-            inputs_description='predictions: labels; references: labels; use_aggregator: mean (True) or 0/1 per example', features=_label_features())
+    def _info(self): return _label_info(self, 'predictions: labels; references: labels; use_aggregator: mean (True) or 0/1 per example')
     def _compute(self, predictions, references, use_aggregator=True):
         ok = [float(p == r) for p, r in zip(predictions, references)]
         return {'accuracy': float(np.mean(ok)) if use_aggregator else ok}
 
 class PrecisionRecallF1(evaluate.Metric):
     "Precision, recall and F1 per class and macro-averaged, plus accuracy (integer or string labels)."
-    def _info(self):
-        return evaluate.MetricInfo(description=self.__doc__, citation='',
-            inputs_description='predictions: labels; references: labels; labels: the classes in order', features=_label_features())
+    def _info(self): return _label_info(self, 'predictions: labels; references: labels; labels: the classes in order')
     def _compute(self, predictions, references, labels=None):
         pc = per_class_prf(predictions, references, labels)
         macro = {k: float(np.mean([v[k] for v in pc.values()])) for k in ('precision', 'recall', 'f1')}
