@@ -42,4 +42,7 @@ def test_train_uses_it_and_ends_with_the_same_weights(tmp_path, monkeypatch):
     assert abs(a['train_loss'] - b['train_loss']) < 1e-4
     from safetensors.torch import load_file
     wa, wb = (load_file(tmp_path/r/'adapter'/'adapter_model.safetensors') for r in ('chunked', 'plain'))
-    for k in wa: torch.testing.assert_close(wa[k], wb[k], rtol=1e-3, atol=1e-5)
+    # Adam divides by the gradient's running RMS, so an element whose gradient is near zero turns float-rounding
+    # differences (~1e-7 in the loss) into visible ones; measured worst: 2.9e-05 at lr 1e-2 without LoRA dropout.
+    # The tolerance is 1% of one step's update (lr), against adapters that move by ~lr per element per step.
+    for k in wa: torch.testing.assert_close(wa[k], wb[k], rtol=1e-3, atol=1e-2*kw['lr'])
